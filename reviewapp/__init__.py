@@ -1,0 +1,77 @@
+"""Deployment Review: structured after-action reviews for LAC peacekeepers.
+
+``create_app()`` reads like a table of contents: config, storage, forms, languages,
+security, blueprints.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from flask import Flask, current_app
+
+from reviewapp.formdefs import Catalogue, load_catalogue
+from reviewapp.storage import Store
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+__version__ = "0.1.0"
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    """Build the app.
+
+    :param test_config: settings that override the defaults and the environment.
+    """
+    app = Flask(__name__, instance_path=str(REPO_ROOT / "instance"))
+    app.config.from_mapping(
+        DATA_DIR=os.environ.get("REVIEWAPP_DATA") or app.instance_path,
+        FORMS_DIR=str(REPO_ROOT / "forms"),
+        MAX_CONTENT_LENGTH=2 * 2**20,
+        REVIEWS_PER_PAGE=50,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+    )
+    if test_config:
+        app.config.from_mapping(test_config)
+    data_dir = Path(app.config["DATA_DIR"])
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = _secret_key(data_dir)
+
+    app.extensions["store"] = Store(data_dir)
+    app.extensions["catalogue"] = load_catalogue(app.config["FORMS_DIR"])
+
+    from reviewapp import errors, i18n, security
+
+    i18n.init_app(app)
+    security.init_app(app)
+    errors.init_app(app)
+
+    from reviewapp.node import views as node_views
+    from reviewapp.reviews import views as review_views
+
+    app.register_blueprint(node_views.bp)
+    app.register_blueprint(review_views.bp)
+    app.before_request(node_views.require_setup)
+    app.add_url_rule("/", endpoint="index", view_func=review_views.index)
+    return app
+
+
+def get_store() -> Store:
+    return current_app.extensions["store"]
+
+
+def get_catalogue() -> Catalogue:
+    return current_app.extensions["catalogue"]
+
+
+def _secret_key(data_dir: Path) -> str:
+    """The node's own session key, made on first start and kept with its data."""
+    path = data_dir / "secret_key"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32))
+    return path.read_text().strip()

@@ -1,0 +1,74 @@
+"""The node: this installation's identity and settings (first-run setup)."""
+
+from __future__ import annotations
+
+import uuid
+
+from flask_babel import lazy_gettext as _l
+from marshmallow import RAISE, Schema, ValidationError, fields, validate
+
+from reviewapp.errors import ValidationFailed
+from reviewapp.formdefs import LANGUAGES, MESSAGES, Catalogue, flatten_errors
+from reviewapp.reviews.operations import now
+from reviewapp.storage import Store
+
+LEVELS = ("field", "centre", "regional")
+
+
+def _schema(catalogue: Catalogue) -> Schema:
+    required = {"required": MESSAGES["required"]}
+    choice = validate.OneOf
+
+    class NodeSchema(Schema):
+        class Meta:
+            unknown = RAISE
+
+        error_messages = {"unknown": MESSAGES["unknown"]}
+        name = fields.String(
+            required=True,
+            validate=validate.Length(min=1, max=120, error=MESSAGES["too_long"]),
+            error_messages=required,
+        )
+        country = fields.String(
+            required=True,
+            validate=choice(catalogue.choices["countries"].values, error=MESSAGES["choice"]),
+            error_messages=required,
+        )
+        level = fields.String(
+            required=True, validate=choice(LEVELS, error=MESSAGES["choice"]), error_messages=required
+        )
+        language = fields.String(
+            required=True, validate=choice(LANGUAGES, error=MESSAGES["choice"]), error_messages=required
+        )
+
+    return NodeSchema()
+
+
+def clean_settings(catalogue: Catalogue, data: dict) -> dict:
+    """Check node settings; blank values count as missing.
+
+    :raises ValidationFailed: keyed by input name.
+    """
+    data = {k: v.strip() for k, v in data.items() if isinstance(v, str) and v.strip()}
+    try:
+        return _schema(catalogue).load(data)
+    except ValidationError as exc:
+        raise ValidationFailed(flatten_errors(exc.messages)) from None
+
+
+def set_up_node(store: Store, catalogue: Catalogue, data: dict) -> dict:
+    """First-run setup: give this installation its stable id and its settings."""
+    settings = clean_settings(catalogue, data)
+    if store.find_node() is not None:
+        raise ValidationFailed({"name": [str(_l("This node is already set up."))]})
+    node = {"id": str(uuid.uuid4()), "created_at": now(), **settings}
+    return store.save_node(node)
+
+
+def update_node(store: Store, catalogue: Catalogue, data: dict) -> dict:
+    """Change name, country, level or language; the node id never changes."""
+    settings = clean_settings(catalogue, data)
+    node = store.find_node()
+    if node is None:
+        raise ValidationFailed({"name": [str(_l("This node is not set up yet."))]})
+    return store.save_node({**node, **settings, "updated_at": now()})

@@ -1,0 +1,185 @@
+"""Review pages: list, start, edit (save draft / submit), read, revise."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_babel import format_date, format_datetime
+from flask_babel import gettext as _
+
+from reviewapp import get_catalogue, get_store
+from reviewapp.errors import ValidationFailed
+from reviewapp.formdefs import (
+    LANGUAGES,
+    FieldDef,
+    answers_from_form,
+    current_language,
+    describe_input,
+    input_name,
+)
+from reviewapp.reviews import operations
+
+bp = Blueprint("reviews", __name__, url_prefix="/reviews", template_folder="templates")
+
+LIST_FILTERS = ("status", "country", "operation", "personnel_category")
+
+
+def index():
+    return redirect(url_for("reviews.list_reviews"))
+
+
+@bp.get("/")
+def list_reviews():
+    store, catalogue = get_store(), get_catalogue()
+    filters = {k: request.args.get(k, "") for k in LIST_FILTERS}
+    page = request.args.get("page", 1, type=int) or 1
+    per_page = 50
+    reviews, total = store.list_reviews(filters, offset=(max(page, 1) - 1) * per_page, limit=per_page)
+    return render_template(
+        "reviews/list.html",
+        reviews=reviews,
+        total=total,
+        page=max(page, 1),
+        pages=max(1, -(-total // per_page)),
+        filters=filters,
+        choices=catalogue.choices,
+    )
+
+
+@bp.route("/new", methods=["GET", "POST"])
+def new():
+    if request.method == "POST":
+        language = request.form.get("language")
+        if language not in LANGUAGES:
+            language = current_language()
+        node = get_store().find_node()
+        review = operations.start_review(get_store(), get_catalogue(), node, language)
+        return redirect(url_for("reviews.edit", review_id=review["id"]))
+    return render_template("reviews/new.html", languages=get_catalogue().choices["languages"])
+
+
+@bp.route("/<review_id>/edit", methods=["GET", "POST"])
+def edit(review_id: str):
+    store, catalogue = get_store(), get_catalogue()
+    review = store.get_review(review_id)
+    if review["status"] != operations.DRAFT:
+        return redirect(url_for("reviews.detail", review_id=review_id))
+    form = operations.form_of(catalogue, review)
+    if request.method == "GET":
+        return _render_edit(form, review, review["answers"], review["content_hash"], {})
+
+    answers = answers_from_form(form, request.form)
+    expected = request.form.get("_etag", "")
+    action = request.form.get("action", "save")
+    anchor = None
+    if action.startswith("add:"):
+        answers = operations.add_item(form, answers, action.removeprefix("add:"))
+        anchor = f"item-{action.removeprefix('add:')}-{len(answers[action.removeprefix('add:')]) - 1}"
+    elif action.startswith("remove:"):
+        repeat, _sep, index = action.removeprefix("remove:").partition(":")
+        if not index.isdigit():
+            abort(400)
+        answers = operations.remove_item(answers, repeat, int(index))
+        anchor = f"section-{repeat}"
+    try:
+        if action == "submit":
+            operations.submit_review(store, catalogue, review_id, answers, expected)
+            flash(_("Review submitted. Thank you."), "success")
+            return redirect(url_for("reviews.detail", review_id=review_id))
+        saved = operations.save_draft(store, catalogue, review_id, answers, expected)
+    except ValidationFailed as exc:
+        etag = store.get_review(review_id)["content_hash"] if exc.saved else expected
+        if exc.saved:
+            flash(_("Draft saved, but the review is not complete yet."), "warning")
+        return _render_edit(form, review, answers, etag, exc.errors, status=422)
+    flash(
+        _("Draft saved at %(time)s.", time=format_datetime(_parse_time(saved["updated_at"]), "HH:mm")),
+        "success",
+    )
+    return redirect(url_for("reviews.edit", review_id=review_id, _anchor=anchor))
+
+
+def _render_edit(form, review, answers, etag, errors, status=200):
+    lang = current_language()
+    summary = [
+        (name, describe_input(form, name, lang), message)
+        for name, messages in errors.items()
+        for message in messages
+    ]
+    return render_template(
+        "reviews/edit.html",
+        form=form,
+        review=review,
+        answers=answers,
+        etag=etag,
+        errors=errors,
+        summary=summary,
+        choices=get_catalogue().choices,
+    ), status
+
+
+@bp.get("/<review_id>")
+def detail(review_id: str):
+    store = get_store()
+    review = store.get_review(review_id)
+    return _render_detail(review, store.list_revisions(review_id))
+
+
+@bp.get("/<review_id>/revisions/<revision_id>")
+def revision(review_id: str, revision_id: str):
+    store = get_store()
+    old = store.get_revision(revision_id)
+    if old["id"] != review_id:
+        abort(404)
+    return _render_detail(old, store.list_revisions(review_id), archived=True)
+
+
+def _render_detail(review, revisions, archived=False):
+    form = operations.form_of(get_catalogue(), review)
+    return render_template(
+        "reviews/detail.html", form=form, review=review, revisions=revisions, archived=archived
+    )
+
+
+@bp.post("/<review_id>/revise")
+def revise(review_id: str):
+    operations.revise_review(get_store(), review_id)
+    flash(_("A new revision is open for editing; the submitted one is kept."), "success")
+    return redirect(url_for("reviews.edit", review_id=review_id))
+
+
+def _parse_time(stamp: str):
+    return dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+
+@bp.app_template_global()
+def show_value(fdef: FieldDef, value) -> str:
+    """An answer as a reader should see it, in the current language."""
+    lang = current_language()
+    if value in (None, "", []):
+        return "—"
+    if fdef.type == "select_one":
+        return get_catalogue().label(fdef.choices, value, lang)
+    if fdef.type == "select_many":
+        return ", ".join(get_catalogue().label(fdef.choices, v, lang) for v in value)
+    if fdef.type == "rating":
+        return _("Not applicable") if value == "na" else f"{value} / 5"
+    if fdef.type == "yes_no":
+        return _("Yes") if value else _("No")
+    if fdef.type == "date":
+        return format_date(dt.date.fromisoformat(value), "medium")
+    return str(value)
+
+
+@bp.app_template_global()
+def choice_label(list_name: str, value) -> str:
+    return get_catalogue().label(list_name, value, current_language()) if value else "—"
+
+
+@bp.app_template_global()
+def when(stamp: str | None) -> str:
+    return format_datetime(_parse_time(stamp), "short") if stamp else "—"
+
+
+bp.add_app_template_global(input_name, "input_name")
