@@ -529,11 +529,14 @@ def _schema_class(
                 if not fdef.is_shown(data):
                     continue
                 value = original.get(fdef.name)
+                answered = not _is_empty(value.strip() if isinstance(value, str) else value)
+                if answered and fdef.name not in data:
+                    continue  # already reported as invalid
                 if fdef.type == "repeat" and fdef.min_items:
                     count = len(value) if isinstance(value, list) else 0
                     if count < fdef.min_items:
                         errors[fdef.name] = [MESSAGES["min_items"].format(min=fdef.min_items)]
-                elif fdef.required and _is_empty(value.strip() if isinstance(value, str) else value):
+                elif fdef.required and not answered:
                     errors[fdef.name] = [MESSAGES["required"]]
             for rule in rules:
                 later, earlier = data.get(rule["field"]), data.get(rule["other"])
