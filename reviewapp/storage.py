@@ -111,7 +111,6 @@ class JournalStorage(Storage):
         self._journal_key: tuple | None = None
         self._journal_end = 0
         self._snapshot_size = 0
-        self._journal = None
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.lock:
             if not self.path.exists():
@@ -166,7 +165,6 @@ class JournalStorage(Storage):
             journal_key = _stat_key(self.journal_path)
             journal_size = journal_key[2] if journal_key else 0
             if snapshot_key != self._snapshot_key or journal_size < self._journal_end:
-                self._close_journal()
                 self._load()
             else:
                 self._catch_up()
@@ -194,7 +192,6 @@ class JournalStorage(Storage):
                 self._append(_encode_record(record))
             except BaseException:
                 # Memory may hold what the disk refused: start again from the disk.
-                self._close_journal()
                 self._load()
                 raise
             for name, change in record.items():
@@ -203,23 +200,22 @@ class JournalStorage(Storage):
                 self.compact()
 
     def _append(self, line: bytes) -> None:
-        if self._journal is None:
-            self._journal = open(self.journal_path, "ab")
+        new = not self.journal_path.exists()
+        fd = os.open(self.journal_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            # Anything past the last valid record is the torn write of a killed process.
+            if os.fstat(fd).st_size != self._journal_end:
+                os.ftruncate(fd, self._journal_end)
+            view = memoryview(line)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
+        if new:
             _fsync_dir(self.path.parent)
-        # Anything past the last valid record is the torn write of a killed process.
-        if self._journal.tell() != self._journal_end:
-            self._journal.truncate(self._journal_end)
-            self._journal.seek(self._journal_end)
-        self._journal.write(line)
-        self._journal.flush()
-        os.fdatasync(self._journal.fileno())
         self._journal_end += len(line)
         self._journal_key = _stat_key(self.journal_path)
-
-    def _close_journal(self) -> None:
-        if self._journal is not None:
-            self._journal.close()
-            self._journal = None
 
     def _write_snapshot(self, tables: dict) -> None:
         tmp = self.path.with_name(self.path.name + ".tmp")
@@ -242,14 +238,13 @@ class JournalStorage(Storage):
         with self.lock:
             self._write_snapshot(self._tables)
             self._snapshot_key = _stat_key(self.path)
-            self._close_journal()
             with open(self.journal_path, "wb") as fh:
                 os.fsync(fh.fileno())
             self._journal_end = 0
             self._journal_key = _stat_key(self.journal_path)
 
     def close(self) -> None:
-        self._close_journal()
+        """Nothing to release: files are opened only for the length of a write."""
 
 
 class RecordTable(Table):
