@@ -23,7 +23,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command")
 
     serve = sub.add_parser("serve", help="run the web app (default)")
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
+    )
     serve.add_argument("--port", type=int, default=5000, help="port (default 5000)")
 
     demo = sub.add_parser("demo", help="add realistic synthetic reviews")
@@ -48,7 +50,9 @@ def main(argv: list[str] | None = None) -> int:
 
     command = args.command or "serve"
     if command == "serve":
-        print(f"Deployment Review on http://{args.host}:{args.port}/  (data: {app.config['DATA_DIR']})")
+        print(
+            f"Deployment Review on http://{args.host}:{args.port}/  (data: {app.config['DATA_DIR']})"
+        )
         app.run(host=args.host, port=args.port, threaded=True)
         return 0
     if command == "demo":
@@ -56,7 +60,9 @@ def main(argv: list[str] | None = None) -> int:
 
         store = app.extensions["store"]
         node = demo_data.ensure_node(store)
-        count = demo_data.add_demo_reviews(store, app.extensions["catalogue"], node, args.reviews, args.seed)
+        count = demo_data.add_demo_reviews(
+            store, app.extensions["catalogue"], node, args.reviews, args.seed
+        )
         print(f"added {count} demo reviews to {app.config['DATA_DIR']}")
         return 0
     if command == "backup":

@@ -63,8 +63,14 @@ def ensure_node(store: Store) -> dict:
     node = store.find_node()
     if node is None:
         node = store.save_node(
-            {"id": str(uuid.uuid4()), "name": "Demo — CECOPAZ", "country": "PE",
-             "level": "centre", "language": "es", "created_at": now()}  # fmt: skip
+            {
+                "id": str(uuid.uuid4()),
+                "name": "Demo — CECOPAZ",
+                "country": "PE",
+                "level": "centre",
+                "language": "es",
+                "created_at": now(),
+            }  # fmt: skip
         )
     return node
 
@@ -88,19 +94,33 @@ def make_review(rng: random.Random, catalogue: Catalogue, node: dict) -> dict:
     answers = {
         "language": language,
         "review_type": rng.choice(["individual", "individual", "unit_collective"]),
-        "sensitivity": rng.choices(["unclassified", "confidential", "strictly_confidential"], [85, 12, 3])[0],
+        "sensitivity": rng.choices(
+            ["unclassified", "confidential", "strictly_confidential"], [85, 12, 3]
+        )[0],
         "sharing_consent": rng.choices(["national", "regional", "un"], [15, 60, 25])[0],
         "attribution": rng.choice(["anonymous", "anonymous", "named"]),
         "country": country,
-        "institution": "police" if "police" in category else rng.choice(["army", "army", "navy", "air_force", "joint"]),
+        "institution": "police"
+        if "police" in category
+        else rng.choice(["army", "army", "navy", "air_force", "joint"]),
         "personnel_category": category,
-        "unit_type": rng.choice(["infantry", "engineering", "medical", "logistics", "aviation", "headquarters"]),
+        "unit_type": rng.choice(
+            ["infantry", "engineering", "medical", "logistics", "aviation", "headquarters"]
+        ),
         "operation": operation,
         "contingent": f"{catalogue.choices['countries'].find(country)['iso3']}BATT {rng.randint(1, 40)}",
         "rotation": rng.randint(1, 40),
         "deployment_start": start.isoformat(),
         "deployment_end": end.isoformat(),
-        "appointment": rng.choice(["Jefe de sección", "Oficial de operaciones", "Médico", "Observador militar", "Logístico"]),
+        "appointment": rng.choice(
+            [
+                "Jefe de sección",
+                "Oficial de operaciones",
+                "Médico",
+                "Observador militar",
+                "Logístico",
+            ]
+        ),
         "rank_band": rng.choice(["enlisted", "nco", "junior_officer", "field_officer"]),
         "sex": "female" if rng.random() < women_share else "male",
         "notice_months": rng.randint(1, 12),
@@ -115,14 +135,19 @@ def make_review(rng: random.Random, catalogue: Catalogue, node: dict) -> dict:
     if operation in ("EU_CSDP", "MFO", "MULTINATIONAL"):
         answers["operation_other"] = "MFO Sinai" if operation == "MFO" else "EUTM"
     if answers["attribution"] == "named":
-        answers["respondent_name"] = rng.choice(["María González", "João Silva", "Ana Pérez", "Carlos Ramírez"])
+        answers["respondent_name"] = rng.choice(
+            ["María González", "João Silva", "Ana Pérez", "Carlos Ramírez"]
+        )
         answers["respondent_contact"] = "oficial@example.org"
     for phase in PHASES:
-        answers[f"rating_{phase}"] = "na" if rng.random() < 0.05 else rng.choices([1, 2, 3, 4, 5], [5, 15, 35, 30, 15])[0]
+        answers[f"rating_{phase}"] = (
+            "na" if rng.random() < 0.05 else rng.choices([1, 2, 3, 4, 5], [5, 15, 35, 30, 15])[0]
+        )
         if rng.random() < 0.5:
             answers[f"comment_{phase}"] = rng.choice(texts["comment"])
     answers["observations"] = [
-        _observation(rng, language, op_label, months) for _ in range(rng.choice([3, 4, 5, 6, 6, 7, 8, 9]))
+        _observation(rng, language, op_label, months)
+        for _ in range(rng.choice([3, 4, 5, 6, 6, 7, 8, 9]))
     ]
     review = new_review(form, node)
     clean = form.validate(answers, "submit")
@@ -144,28 +169,54 @@ def _observation(rng: random.Random, language: str, op: str, months: int) -> dic
     topic = TEXTS["topics"][area][language][0 if kind == "issue" else 1]
     frames = TEXTS["frames"][language]
     fill = {"topic": topic, "Topic": topic[0].upper() + topic[1:], "op": op, "months": months}
-    body_bodies = ["training_centre", "training_centre", "own_unit", "national_hq", "mission", "un_dpo", "alcopaz_relacopaz"]
+    body_bodies = [
+        "training_centre",
+        "training_centre",
+        "own_unit",
+        "national_hq",
+        "mission",
+        "un_dpo",
+        "alcopaz_relacopaz",
+    ]
     obs = {
         "id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
         "title": rng.choice(frames["title"]).format(**fill)[:150],
         "kind": kind,
         "phase": rng.choice(PHASES),
         "functional_area": area,
-        "dotmlpfi": rng.sample(["doctrine", "organization", "training", "materiel", "leadership", "personnel", "facilities", "interoperability"], rng.randint(1, 2)),
+        "dotmlpfi": rng.sample(
+            [
+                "doctrine",
+                "organization",
+                "training",
+                "materiel",
+                "leadership",
+                "personnel",
+                "facilities",
+                "interoperability",
+            ],
+            rng.randint(1, 2),
+        ),
         "observation": frames["observation"].format(**fill),
         "discussion": frames["discussion"].format(**fill),
         "conclusion": frames["conclusion"].format(**fill),
-        "recommendation": frames["recommendation_issue" if kind == "issue" else "recommendation_good"].format(**fill),
+        "recommendation": frames[
+            "recommendation_issue" if kind == "issue" else "recommendation_good"
+        ].format(**fill),
         "action_body": rng.choice(body_bodies),
         "priority": rng.choices(["high", "medium", "low"], [25, 50, 25])[0],
         "sensitivity": rng.choices(["unclassified", "confidential"], [90, 10])[0],
     }
     if obs["action_body"] == "training_centre":
-        obs["training_module"] = rng.choice(["cptm_2", "poc", "c_ied", "first_aid", "language", "stm_infantry", "cimic"])
+        obs["training_module"] = rng.choice(
+            ["cptm_2", "poc", "c_ied", "first_aid", "language", "stm_infantry", "cimic"]
+        )
     return obs
 
 
-def add_demo_reviews(store: Store, catalogue: Catalogue, node: dict, count: int, seed: int = 1) -> int:
+def add_demo_reviews(
+    store: Store, catalogue: Catalogue, node: dict, count: int, seed: int = 1
+) -> int:
     """Generate ``count`` reviews and store them in batches (one write per batch)."""
     rng = random.Random(seed)
     batch: list[dict] = []

@@ -40,8 +40,10 @@ def init_app(app: Flask) -> None:
         return page(
             409,
             _("Changed elsewhere"),
-            _("This record was changed in another window or by another person since you "
-              "opened it. Go back, copy what you typed, and reload the page."),
+            _(
+                "This record was changed in another window or by another person since you "
+                "opened it. Go back, copy what you typed, and reload the page."
+            ),
         )
 
     @app.errorhandler(NotEditable)

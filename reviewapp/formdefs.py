@@ -256,8 +256,12 @@ def load_definition(path: Path, choices: dict[str, ChoiceList]) -> FormDefinitio
             raise DefinitionError(path, "sections", "each section must be a mapping")
         _check_keys(path, f"section {sec.get('id')}", sec, {"id", "label", "hint", "fields"})
         _check_texts(path, f"section {sec.get('id')}", sec.get("label"))
-        flds = _check_fields(path, sec.get("fields"), choices, names, scope=f"section {sec.get('id')}")
-        sections.append(Section(id=sec["id"], label=sec["label"], hint=sec.get("hint"), fields=flds))
+        flds = _check_fields(
+            path, sec.get("fields"), choices, names, scope=f"section {sec.get('id')}"
+        )
+        sections.append(
+            Section(id=sec["id"], label=sec["label"], hint=sec.get("hint"), fields=flds)
+        )
     form = FormDefinition(
         id=raw["id"],
         version=raw["version"],
@@ -363,9 +367,9 @@ def _check_fields(
             default=raw.get("default"),
             fields=sub,
         )
-        if fdef.default is not None and kind in ("select_one",):
-            if fdef.default not in choices[fdef.choices].values:
-                raise DefinitionError(path, where, f"default {fdef.default!r} is not a choice")
+        default_ok = kind != "select_one" or fdef.default in choices[fdef.choices].values
+        if fdef.default is not None and not default_ok:
+            raise DefinitionError(path, where, f"default {fdef.default!r} is not a choice")
         result.append(fdef)
     return result
 

@@ -194,7 +194,7 @@ class JournalStorage(Storage):
                 # Memory may hold what the disk refused: start again from the disk.
                 self._load()
                 raise
-            for name, change in record.items():
+            for name in record:
                 self._tables[name] = data.get(name, {})
             if self._journal_end > max(self.compact_min_bytes, self._snapshot_size):
                 self.compact()
@@ -459,5 +459,3 @@ class Store:
 def _copy(doc: Doc) -> Doc:
     """A deep copy that is also guaranteed to be JSON-serialisable."""
     return orjson.loads(orjson.dumps(doc))
-
-

@@ -50,7 +50,11 @@ def test_reference_data_counts(catalogue):
     assert sum(1 for c in countries if c.get("relacopaz")) == 16
     targets = catalogue.reference["gender_parity_targets"]["targets"]
     assert targets["military_contingents"][2028] == 15.0
-    categories = {c["gender_target"] for c in catalogue.choices["personnel_categories"].choices if "gender_target" in c}
+    categories = {
+        c["gender_target"]
+        for c in catalogue.choices["personnel_categories"].choices
+        if "gender_target" in c
+    }
     assert categories - {"justice_corrections"} <= set(targets)
 
 
@@ -80,15 +84,49 @@ def _field(data, name):
 @pytest.mark.parametrize(
     ("change", "where", "problem"),
     [
-        (lambda d: _field(d, "rotation").update(type="number"), "field rotation", "unknown field type"),
-        (lambda d: _field(d, "country").update(choices="nations"), "field country", "choice list 'nations' not found"),
-        (lambda d: d["sections"][1]["fields"].append(dict(_field(d, "country"))), "field country", "duplicate field name"),
-        (lambda d: _field(d, "contingent")["label"].pop("pt"), "field contingent", "label missing in: pt"),
-        (lambda d: _field(d, "operation_other")["show_if"].update(field="mission"), "field operation_other", "unknown field 'mission'"),
+        (
+            lambda d: _field(d, "rotation").update(type="number"),
+            "field rotation",
+            "unknown field type",
+        ),
+        (
+            lambda d: _field(d, "country").update(choices="nations"),
+            "field country",
+            "choice list 'nations' not found",
+        ),
+        (
+            lambda d: d["sections"][1]["fields"].append(dict(_field(d, "country"))),
+            "field country",
+            "duplicate field name",
+        ),
+        (
+            lambda d: _field(d, "contingent")["label"].pop("pt"),
+            "field contingent",
+            "label missing in: pt",
+        ),
+        (
+            lambda d: _field(d, "operation_other")["show_if"].update(field="mission"),
+            "field operation_other",
+            "unknown field 'mission'",
+        ),
         (lambda d: _field(d, "sex").update(colour="red"), "field sex", "unknown key(s): colour"),
-        (lambda d: d["rules"].append({"rule": "date_after", "field": "rotation", "other": "deployment_start"}), "rules", "not a date field"),
+        (
+            lambda d: d["rules"].append(
+                {"rule": "date_after", "field": "rotation", "other": "deployment_start"}
+            ),
+            "rules",
+            "not a date field",
+        ),
     ],
-    ids=["unknown-type", "missing-choice-list", "duplicate-name", "missing-language", "bad-show-if", "unknown-key", "bad-rule"],
+    ids=[
+        "unknown-type",
+        "missing-choice-list",
+        "duplicate-name",
+        "missing-language",
+        "bad-show-if",
+        "unknown-key",
+        "bad-rule",
+    ],
 )
 def test_broken_definition_is_refused_naming_file_and_field(forms_copy, change, where, problem):
     path = _edit_definition(forms_copy, change)
@@ -130,4 +168,7 @@ def test_run_py_reports_a_broken_definition_and_exits(forms_copy, tmp_path, monk
     monkeypatch.setenv("REVIEWAPP_DATA", str(tmp_path / "d"))
     code = run.main(["--data", str(tmp_path / "d"), "backup", "--out", str(tmp_path / "b")])
     assert code == 2
-    assert "deployment-review.v1.yaml: field rotation: unknown field type 'number'" in capsys.readouterr().err
+    assert (
+        "deployment-review.v1.yaml: field rotation: unknown field type 'number'"
+        in capsys.readouterr().err
+    )

@@ -40,7 +40,10 @@ def test_saved_review_is_there_after_reopening(folder):
     store = Store(folder)
     store.add_review(review("a", answers={"country": "UY", "observations": [{"title": "ñ"}]}))
     store.close()
-    assert Store(folder).get_review("a")["answers"] == {"country": "UY", "observations": [{"title": "ñ"}]}
+    assert Store(folder).get_review("a")["answers"] == {
+        "country": "UY",
+        "observations": [{"title": "ñ"}],
+    }
 
 
 def test_files_are_plain_tinydb_json_after_compaction(folder):
@@ -95,7 +98,13 @@ def test_archived_revision_is_kept_and_never_rewritten(folder):
     store.archive_revision(first)  # again: a no-op
     with pytest.raises(Conflict):
         store.archive_revision({**first, "content_hash": "other"})
-    second = {**first, "revision": 2, "revision_id": "a-r2", "previous_revision_id": "a-r1", "content_hash": "h2"}
+    second = {
+        **first,
+        "revision": 2,
+        "revision_id": "a-r2",
+        "previous_revision_id": "a-r1",
+        "content_hash": "h2",
+    }
     store.replace_review(second, "h-a")
     assert [r["revision_id"] for r in store.list_revisions("a")] == ["a-r1"]
     assert store.get_revision("a-r1")["content_hash"] == "h-a"
@@ -108,13 +117,21 @@ def test_list_filters_sorts_and_pages(folder):
         [
             review("a", updated_at="2024-01-01", answers={"country": "PE", "operation": "MINUSCA"}),
             review("b", updated_at="2024-03-01", answers={"country": "UY", "operation": "MONUSCO"}),
-            review("c", updated_at="2024-02-01", answers={"country": "PE", "operation": "MONUSCO"}, status="submitted"),
+            review(
+                "c",
+                updated_at="2024-02-01",
+                answers={"country": "PE", "operation": "MONUSCO"},
+                status="submitted",
+            ),
         ]
     )
     assert [r["id"] for r in store.list_reviews()[0]] == ["b", "c", "a"]
     assert [r["id"] for r in store.list_reviews({"country": "PE"})[0]] == ["c", "a"]
     assert [r["id"] for r in store.list_reviews({"country": "PE", "status": "draft"})[0]] == ["a"]
-    assert [r["id"] for r in store.list_reviews({"operation": "MONUSCO", "country": ""})[0]] == ["b", "c"]
+    assert [r["id"] for r in store.list_reviews({"operation": "MONUSCO", "country": ""})[0]] == [
+        "b",
+        "c",
+    ]
     page, total = store.list_reviews(offset=1, limit=1)
     assert ([r["id"] for r in page], total) == (["c"], 3)
 
@@ -200,7 +217,16 @@ WRITER = textwrap.dedent(
 
 def _writer(folder: Path, prefix: str, count: int, size: int = 100, compact_every: int = 0):
     return subprocess.Popen(
-        [sys.executable, "-c", WRITER, str(folder), prefix, str(count), str(size), str(compact_every)],
+        [
+            sys.executable,
+            "-c",
+            WRITER,
+            str(folder),
+            prefix,
+            str(count),
+            str(size),
+            str(compact_every),
+        ],
         cwd=REPO_ROOT,
         stdout=subprocess.PIPE,
         text=True,
@@ -239,5 +265,7 @@ def test_writer_killed_mid_write_keeps_every_acknowledged_write(folder, size):
         assert not missing, f"round {round_}: {len(missing)} acknowledged writes lost"
     assert len(acknowledged) > 20
     # ...and a new write lands after whatever torn tail the last kill left.
-    store.add_review({"id": "after", "revision_id": "x", "content_hash": "x", "updated_at": "z", "answers": {}})
+    store.add_review(
+        {"id": "after", "revision_id": "x", "content_hash": "x", "updated_at": "z", "answers": {}}
+    )
     assert Store(folder).get_review("after")

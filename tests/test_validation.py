@@ -30,7 +30,9 @@ REQUIRED_OBSERVATION = [
 
 
 def test_required_lists_match_the_definition(form):
-    assert sorted(REQUIRED_TOP) == sorted(n for n, f in form.fields.items() if f.required and not f.show_if)
+    assert sorted(REQUIRED_TOP) == sorted(
+        n for n, f in form.fields.items() if f.required and not f.show_if
+    )
     obs = form.fields["observations"].fields
     assert sorted(REQUIRED_OBSERVATION) == sorted(f.name for f in obs if f.required)
 
@@ -131,7 +133,9 @@ def test_reversed_dates_are_refused_on_submit(form, app):
 
 def test_same_start_and_end_date_is_refused(form, app):
     with app.test_request_context(), force_locale("en"):
-        errors = errors_of(form, make_answers(deployment_end=COMPLETE_ANSWERS["deployment_start"]), "submit")
+        errors = errors_of(
+            form, make_answers(deployment_end=COMPLETE_ANSWERS["deployment_start"]), "submit"
+        )
     assert list(errors) == ["deployment_end"]
 
 
@@ -153,7 +157,9 @@ def test_hidden_answers_are_dropped(form):
 
 
 def test_form_strings_are_converted_to_types(form):
-    clean = form.validate(make_answers(rotation="7", rating_operations="2", rating_sustainment="na"), "draft")
+    clean = form.validate(
+        make_answers(rotation="7", rating_operations="2", rating_sustainment="na"), "draft"
+    )
     assert clean["rotation"] == 7 and clean["rating_operations"] == 2
     assert clean["rating_sustainment"] == "na"
 

@@ -35,10 +35,14 @@ def _schema(catalogue: Catalogue) -> Schema:
             error_messages=required,
         )
         level = fields.String(
-            required=True, validate=choice(LEVELS, error=MESSAGES["choice"]), error_messages=required
+            required=True,
+            validate=choice(LEVELS, error=MESSAGES["choice"]),
+            error_messages=required,
         )
         language = fields.String(
-            required=True, validate=choice(LANGUAGES, error=MESSAGES["choice"]), error_messages=required
+            required=True,
+            validate=choice(LANGUAGES, error=MESSAGES["choice"]),
+            error_messages=required,
         )
 
     return NodeSchema()

@@ -24,7 +24,7 @@ DRAFT, SUBMITTED = "draft", "submitted"
 
 
 def now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def content_hash(form_key: str, answers: dict) -> str:

@@ -35,7 +35,9 @@ def list_reviews():
     filters = {k: request.args.get(k, "") for k in LIST_FILTERS}
     page = request.args.get("page", 1, type=int) or 1
     per_page = 50
-    reviews, total = store.list_reviews(filters, offset=(max(page, 1) - 1) * per_page, limit=per_page)
+    reviews, total = store.list_reviews(
+        filters, offset=(max(page, 1) - 1) * per_page, limit=per_page
+    )
     return render_template(
         "reviews/list.html",
         reviews=reviews,
@@ -75,7 +77,9 @@ def edit(review_id: str):
     anchor = None
     if action.startswith("add:"):
         answers = operations.add_item(form, answers, action.removeprefix("add:"))
-        anchor = f"item-{action.removeprefix('add:')}-{len(answers[action.removeprefix('add:')]) - 1}"
+        anchor = (
+            f"item-{action.removeprefix('add:')}-{len(answers[action.removeprefix('add:')]) - 1}"
+        )
     elif action.startswith("remove:"):
         repeat, _sep, index = action.removeprefix("remove:").partition(":")
         if not index.isdigit():
@@ -94,7 +98,10 @@ def edit(review_id: str):
             flash(_("Draft saved, but the review is not complete yet."), "warning")
         return _render_edit(form, review, answers, etag, exc.errors, status=422)
     flash(
-        _("Draft saved at %(time)s.", time=format_datetime(_parse_time(saved["updated_at"]), "HH:mm")),
+        _(
+            "Draft saved at %(time)s.",
+            time=format_datetime(_parse_time(saved["updated_at"]), "HH:mm"),
+        ),
         "success",
     )
     return redirect(url_for("reviews.edit", review_id=review_id, _anchor=anchor))
