@@ -295,6 +295,10 @@ def _check_texts(path: Path, where: str, texts: Any) -> None:
     missing = [lang for lang in LANGUAGES if not str(texts.get(lang) or "").strip()]
     if missing:
         raise DefinitionError(path, where, f"label missing in: {', '.join(missing)}")
+    # An unquoted comma in a YAML {es: ..., pt: ...} mapping splits a label silently.
+    extra = [str(key) for key in texts if key not in LANGUAGES]
+    if extra:
+        raise DefinitionError(path, where, f"label has unexpected keys {extra} (quote texts with commas)")
 
 
 def _check_choice_list(path: Path, raw: Any) -> ChoiceList:
