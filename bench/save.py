@@ -29,8 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from reviewapp import create_app  # noqa: E402
-from reviewapp import demo  # noqa: E402
+from reviewapp import create_app, demo  # noqa: E402
 from reviewapp.reviews import operations  # noqa: E402
 
 
@@ -58,7 +57,9 @@ def bench_storage(data: Path, saves: int) -> dict:
     store, catalogue = app.extensions["store"], app.extensions["catalogue"]
     node = store.find_node()
     review = operations.start_review(store, catalogue, node, "es")
-    answers = json.loads(json.dumps(demo.make_review(__import__("random").Random(7), catalogue, node)["answers"]))
+    answers = json.loads(
+        json.dumps(demo.make_review(__import__("random").Random(7), catalogue, node)["answers"])
+    )
     etag, times = review["content_hash"], []
     with app.test_request_context():
         for i in range(saves):
@@ -157,7 +158,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
         filled = fill(data, args.reviews)
-        print(f"filled {args.reviews} reviews in {filled['fill_s']:.1f} s, {filled['data_mb']:.0f} MB on disk")
+        print(
+            f"filled {args.reviews} reviews in {filled['fill_s']:.1f} s, {filled['data_mb']:.0f} MB on disk"
+        )
         storage = bench_storage(data, args.saves)
         print(f"storage: opened in {storage['open_s']:.2f} s; save p50 {storage['p50_ms']:.2f} ms, "
               f"p95 {storage['p95_ms']:.2f} ms, max {storage['max_ms']:.1f} ms")  # fmt: skip

@@ -298,7 +298,9 @@ def _check_texts(path: Path, where: str, texts: Any) -> None:
     # An unquoted comma in a YAML {es: ..., pt: ...} mapping splits a label silently.
     extra = [str(key) for key in texts if key not in LANGUAGES]
     if extra:
-        raise DefinitionError(path, where, f"label has unexpected keys {extra} (quote texts with commas)")
+        raise DefinitionError(
+            path, where, f"label has unexpected keys {extra} (quote texts with commas)"
+        )
 
 
 def _check_choice_list(path: Path, raw: Any) -> ChoiceList:

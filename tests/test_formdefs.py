@@ -105,6 +105,11 @@ def _field(data, name):
             "label missing in: pt",
         ),
         (
+            lambda d: _field(d, "contingent")["label"].update({"contexto)": None}),
+            "field contingent",
+            "unexpected keys ['contexto)']",
+        ),
+        (
             lambda d: _field(d, "operation_other")["show_if"].update(field="mission"),
             "field operation_other",
             "unknown field 'mission'",
@@ -123,6 +128,7 @@ def _field(data, name):
         "missing-choice-list",
         "duplicate-name",
         "missing-language",
+        "split-label",
         "bad-show-if",
         "unknown-key",
         "bad-rule",
