@@ -110,7 +110,13 @@ def submit_review(
 
     :raises ValidationFailed: with ``saved=True`` when the draft was kept.
     """
-    saved = save_draft(store, catalogue, review_id, answers, expected_hash)
+    try:
+        saved = save_draft(store, catalogue, review_id, answers, expected_hash)
+    except ValidationFailed:
+        # Nothing was saved; tell the person everything that stands in the way at once
+        # (the submit schema reports wrong values and missing ones together).
+        _clean(form_of(catalogue, store.get_review(review_id)), answers, "submit")
+        raise
     form = form_of(catalogue, saved)
     try:
         clean = _clean(form, saved["answers"], "submit")

@@ -237,3 +237,21 @@ def test_posted_form_data_matches_what_the_page_renders(node_web, store):
         "next",
     }
     assert set(form_data(store.get_review(review_id)["answers"])) <= rendered
+
+
+def test_submit_reports_wrong_and_missing_answers_together(node_web, store):
+    review_id = node_web.start_review()
+    before = store.get_review(review_id)
+    answers = {
+        "operation": "MONUSCO",
+        "rotation": "doce",
+        "deployment_start": "2024-05-01",
+        "deployment_end": "2023-01-01",
+    }
+    response = node_web.save(review_id, answers, action="submit")
+    assert response.status_code == 422
+    page = text(response)
+    assert "Número de rotación: Ingrese un número entero." in page
+    assert "Tipo de revisión: Este campo es obligatorio." in page
+    assert "Fin del despliegue: Debe ser posterior a «Inicio del despliegue»." in page
+    assert store.get_review(review_id) == before  # the wrong value kept anything from being stored
