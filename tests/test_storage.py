@@ -269,3 +269,12 @@ def test_writer_killed_mid_write_keeps_every_acknowledged_write(folder, size):
         {"id": "after", "revision_id": "x", "content_hash": "x", "updated_at": "z", "answers": {}}
     )
     assert Store(folder).get_review("after")
+
+
+def test_only_the_storage_module_imports_tinydb():
+    offenders = [
+        str(path.relative_to(REPO_ROOT))
+        for path in (REPO_ROOT / "reviewapp").rglob("*.py")
+        if path.name != "storage.py" and "tinydb" in path.read_text(encoding="utf-8")
+    ]
+    assert offenders == []
