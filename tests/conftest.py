@@ -70,26 +70,24 @@ COMPLETE_ANSWERS = {
 }
 
 
-def make_answers(**overrides) -> dict:
-    """A complete, submittable set of answers; keyword arguments replace fields
-    (a value of None removes the field)."""
-    answers = copy.deepcopy(COMPLETE_ANSWERS)
+def _with(base: dict, overrides: dict) -> dict:
+    """A deep copy of ``base`` with keys replaced (a value of None removes the key)."""
+    result = copy.deepcopy(base)
     for key, value in overrides.items():
         if value is None:
-            answers.pop(key, None)
+            result.pop(key, None)
         else:
-            answers[key] = value
-    return answers
+            result[key] = value
+    return result
+
+
+def make_answers(**overrides) -> dict:
+    """A complete, submittable set of answers, with fields replaced or removed."""
+    return _with(COMPLETE_ANSWERS, overrides)
 
 
 def make_observation(**overrides) -> dict:
-    obs = copy.deepcopy(COMPLETE_OBSERVATION)
-    for key, value in overrides.items():
-        if value is None:
-            obs.pop(key, None)
-        else:
-            obs[key] = value
-    return obs
+    return _with(COMPLETE_OBSERVATION, overrides)
 
 
 def form_data(answers: dict) -> dict:
