@@ -55,7 +55,7 @@ def test_files_are_plain_tinydb_json_after_compaction(folder):
     store.close()
     with TinyDB(folder / "reviews.json") as db:
         assert db.table("reviews").get(doc_id="a")["revision_id"] == "a-r1"
-    assert (folder / "reviews.json.journal").stat().st_size == 0
+    assert (folder / "journal.log").stat().st_size == 0
 
 
 def test_returned_documents_are_copies(folder):
@@ -151,7 +151,7 @@ def test_compaction_happens_when_the_journal_outgrows_the_snapshot(folder):
     store = Store(folder, compact_min_bytes=10_000)
     for i in range(40):
         store.add_review(review(f"r{i}", answers={"text": "x" * 1000}))
-    journal = (folder / "reviews.json.journal").stat().st_size
+    journal = (folder / "journal.log").stat().st_size
     snapshot = (folder / "reviews.json").stat().st_size
     assert snapshot > 30_000  # most of it was folded in
     assert journal <= max(10_000, snapshot) + 2_000
@@ -162,7 +162,7 @@ def test_torn_tail_is_ignored_then_cut_off(folder):
     store = Store(folder)
     store.add_review(review("a"))
     store.close()
-    journal = folder / "reviews.json.journal"
+    journal = folder / "journal.log"
     with open(journal, "ab") as fh:
         fh.write(b'0badc0de {"reviews": {"put": {"b": {"id": "b"')  # a killed writer's half line
     store = Store(folder)
@@ -178,7 +178,7 @@ def test_corrupt_line_in_the_middle_stops_replay_there(folder):
     store.add_review(review("a"))
     store.add_review(review("b"))
     store.close()
-    journal = folder / "reviews.json.journal"
+    journal = folder / "journal.log"
     data = bytearray(journal.read_bytes())
     second = data.index(b"\n") + 20
     data[second] ^= 0xFF  # flip a byte in the second record: its checksum fails
@@ -192,7 +192,9 @@ def test_backup_writes_consistent_tinydb_files(folder, tmp_path):
     store.add_review(review("a"))
     store.save_node({"id": "n1", "name": "CECOPAZ"})
     written = store.backup(tmp_path / "backup")
-    assert sorted(p.name for p in written) == ["node.json", "reviews.json", "revisions.json"]
+    assert {"node.json", "reviews.json", "revisions.json", "imports.json"} <= {
+        p.name for p in written
+    }
     restored = Store(tmp_path / "backup")
     assert restored.get_review("a")["id"] == "a"
     assert restored.find_node()["name"] == "CECOPAZ"
@@ -278,3 +280,43 @@ def test_only_the_storage_module_imports_tinydb():
         if path.name != "storage.py" and "tinydb" in path.read_text(encoding="utf-8")
     ]
     assert offenders == []
+
+
+def test_atomic_block_writes_several_collections_as_one_record(folder):
+    store = Store(folder)
+    store.add_review(review("a", status="submitted"))
+    lines_before = (folder / "journal.log").read_bytes().count(b"\n")
+    new = {**review("a"), "revision": 2, "revision_id": "a-r2", "content_hash": "h2"}
+    store.replace_review(new, "h-a", archive=store.get_review("a"))
+    assert (folder / "journal.log").read_bytes().count(b"\n") == lines_before + 1
+    reopened = Store(folder)
+    assert reopened.get_review("a")["revision_id"] == "a-r2"
+    assert reopened.get_revision("a-r1")["status"] == "submitted"
+
+
+def test_failed_atomic_block_changes_nothing(folder):
+    store = Store(folder)
+    store.add_review(review("a"))
+    size = (folder / "journal.log").stat().st_size
+    with pytest.raises(RuntimeError), store.atomic():
+        store.archive_revision(store.get_review("a"))
+        store.add_review(review("b"))
+        raise RuntimeError("died half-way")
+    assert store.find_review("b") is None
+    assert store.list_revisions("a") == []
+    assert (folder / "journal.log").stat().st_size == size
+    assert Store(folder).find_review("b") is None
+
+
+def test_data_of_the_first_layout_is_adopted(folder):
+    """Version 0.1 kept one journal per collection (reviews.json.journal)."""
+    from reviewapp.storage import _encode_record
+
+    folder.mkdir(parents=True)
+    (folder / "reviews.json").write_bytes(b'{"reviews": {"a": {"id": "a"}}}')
+    (folder / "reviews.json.journal").write_bytes(
+        _encode_record({"reviews": {"put": {"b": {"id": "b"}}, "del": []}})
+    )
+    store = Store(folder)
+    assert {r for r in store._all("reviews")} == {"a", "b"}
+    assert not (folder / "reviews.json.journal").exists()

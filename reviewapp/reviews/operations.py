@@ -52,6 +52,8 @@ def new_review(form: FormDefinition, node: dict, answers: dict | None = None) ->
         "revision": 1,
         "revision_id": str(uuid.uuid4()),
         "previous_revision_id": None,
+        "ancestors": [],
+        "origin": {k: node.get(k) for k in ("id", "name", "country", "level")},
         "status": DRAFT,
         "answers": answers,
         "content_hash": content_hash(form.key, answers),
@@ -140,19 +142,18 @@ def revise_review(store: Store, review_id: str) -> dict:
     review = store.get_review(review_id)
     if review["status"] != SUBMITTED:
         raise NotEditable(review_id)
-    # Archive first: if we die before the new draft is stored, nothing is lost and
-    # archiving again is a no-op.
-    store.archive_revision(review)
     draft = {
         **review,
         "revision": review["revision"] + 1,
         "revision_id": str(uuid.uuid4()),
         "previous_revision_id": review["revision_id"],
+        "ancestors": [*review.get("ancestors", []), review["revision_id"]],
         "status": DRAFT,
         "submitted_at": None,
         "updated_at": now(),
     }
-    return store.replace_review(draft, review["content_hash"])
+    # One write: the submitted revision goes to history as the draft replaces it.
+    return store.replace_review(draft, review["content_hash"], archive=review)
 
 
 def add_item(form: FormDefinition, answers: dict, repeat: str) -> dict:
