@@ -178,3 +178,88 @@ def test_run_py_reports_a_broken_definition_and_exits(forms_copy, tmp_path, monk
         "deployment-review.v1.yaml: field rotation: unknown field type 'number'"
         in capsys.readouterr().err
     )
+
+
+def _schema_verdict(form, answers) -> bool:
+    """What the marshmallow schema says: valid for submission and already canonical."""
+    from marshmallow import ValidationError
+
+    try:
+        return form.validate(answers, "submit") == answers
+    except ValidationError:
+        return False
+
+
+ODD_VALUES = ["", " x ", "3", 3, 3.5, True, False, None, [], ["x"], {}, "2023-02-30", "2023-1-5",
+              "na", 0, 6, 200, "MONUSCO", "ZZ", "x" * 5000, ["training", "training"], [{}], "20230105"]  # fmt: skip
+
+
+def _mutate(rng, answers, form):
+    top = list(form.fields)
+    obs_fields = [f.name for f in form.fields["observations"].fields] + ["id"]
+    kind = rng.randrange(9)
+    items = answers.get("observations")
+    if kind in (3, 4, 6) and not (isinstance(items, list) and items and all(isinstance(i, dict) for i in items)):
+        kind = 0
+    if kind == 0 and not answers:
+        return
+    if kind == 0:
+        answers.pop(rng.choice(list(answers)), None)
+    elif kind == 1:
+        answers[rng.choice(top)] = rng.choice(ODD_VALUES)
+    elif kind == 2:
+        answers[rng.choice(["colour", "id", "Country"])] = "x"
+    elif kind == 3:
+        item = rng.choice(answers["observations"])
+        item.pop(rng.choice(list(item)), None)
+    elif kind == 4:
+        rng.choice(answers["observations"])[rng.choice(obs_fields)] = rng.choice(ODD_VALUES)
+    elif kind == 5:
+        answers["deployment_start"], answers["deployment_end"] = answers["deployment_end"], answers["deployment_start"]
+    elif kind == 6:
+        answers["observations"][0]["training_module"] = "poc"  # shown only for training centres
+    elif kind == 7:
+        answers["operation_other"] = "Sinai"  # shown only for some operations
+    else:
+        keys = [k for k, v in answers.items() if isinstance(v, str)]
+        if keys:
+            key = rng.choice(keys)
+            answers[key] = rng.choice([" ", "\n"]) + answers[key]
+
+
+def test_canonical_check_agrees_with_the_schema(catalogue, form):
+    import random
+
+    from reviewapp import demo
+
+    rng = random.Random(11)
+    node = {"id": "n", "country": "PE"}
+    agreed = {True: 0, False: 0}
+    for _ in range(1500):
+        answers = demo.make_review(rng, catalogue, node)["answers"]
+        for _ in range(rng.choice([0, 1, 1, 2])):
+            _mutate(rng, answers, form)
+        verdict = _schema_verdict(form, answers)
+        assert form.is_canonical(answers) == verdict, answers
+        agreed[verdict] += 1
+    assert agreed[True] > 200 and agreed[False] > 500  # both kinds were exercised
+
+
+def test_embedded_definition_round_trips_and_must_match_the_local_copy(catalogue, form):
+    import copy
+
+    from reviewapp.formdefs import load_embedded
+
+    embedded = form.embedded()
+    again = load_embedded(copy.deepcopy(embedded), "bundle.drb")
+    assert again.digest() == form.digest()
+    assert catalogue.add_received(copy.deepcopy(embedded), "bundle.drb") is form
+    changed = copy.deepcopy(embedded)
+    changed["definition"]["title"]["es"] = "Otra cosa"
+    with pytest.raises(DefinitionError, match="differs from this node's copy"):
+        catalogue.add_received(changed, "bundle.drb")
+    broken = copy.deepcopy(embedded)
+    broken["definition"]["sections"][0]["fields"][0]["max_length"] = "ten"
+    broken["definition"]["version"] = 99
+    with pytest.raises(DefinitionError, match="max_length must be a whole number"):
+        load_embedded(broken, "bundle.drb")
