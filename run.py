@@ -4,6 +4,12 @@
     python run.py serve --port 8080     serve elsewhere (--host 0.0.0.0 for a LAN)
     python run.py demo --reviews 500    fill the node with synthetic reviews
     python run.py backup --out DIR      write a consistent copy of the data folder
+    python run.py export --out FILE     write a bundle of submitted reviews (see --help)
+    python run.py import FILE_OR_DIR... import bundles (--dry-run to preview, --json)
+    python run.py receipt make|apply    receipts: what a centre holds from a laptop
+
+Exit codes: 0 done; 2 bad arguments; 3 refused or nothing to do (export with no
+matching review, a bundle or receipt refused); 1 an unexpected error.
 
 Every command takes --data DIR (or the REVIEWAPP_DATA environment variable) to pick
 the node's data folder; the default is ./instance.
@@ -35,6 +41,44 @@ def main(argv: list[str] | None = None) -> int:
     backup = sub.add_parser("backup", help="copy the data folder consistently")
     backup.add_argument("--out", required=True, help="an empty or new folder")
 
+    export = sub.add_parser("export", help="write a bundle (.drb) of submitted reviews")
+    export.add_argument("--out", required=True, help="the bundle file to write (.drb)")
+    export.add_argument("--level", choices=["national", "regional", "un"], default="national",
+                        help="the destination's level: reviews go only where their sharing consent allows (default national)")  # fmt: skip
+    export.add_argument("--to", default="", help="the destination's name (remembered for --unsent)")
+    export.add_argument(
+        "--unsent", action="store_true", help="only reviews not yet exported to --to"
+    )
+    export.add_argument(
+        "--since", type=_date, help="only reviews submitted on or after this date (YYYY-MM-DD)"
+    )
+    export.add_argument(
+        "--anonymise",
+        action="store_true",
+        help="remove personal data; attribution becomes anonymous",
+    )
+    export.add_argument("--max-sensitivity", choices=["unclassified", "confidential", "strictly_confidential"],
+                        default="strictly_confidential", help="leave out anything classified above this")  # fmt: skip
+
+    imp = sub.add_parser("import", help="import bundles: files or folders of .drb files")
+    imp.add_argument("paths", nargs="+", metavar="FILE_OR_DIR")
+    imp.add_argument(
+        "--dry-run", action="store_true", help="show what would happen; change nothing"
+    )
+    imp.add_argument("--json", action="store_true", help="print one JSON report for all bundles")
+    imp.add_argument(
+        "--trust-signer", action="store_true", help="trust the signing keys of these bundles"
+    )
+
+    receipt = sub.add_parser("receipt", help="make or apply a receipt of delivered reviews")
+    rsub = receipt.add_subparsers(dest="receipt_command", required=True)
+    make = rsub.add_parser("make", help="list what this node holds from another node")
+    make.add_argument("--for", dest="for_node", required=True, help="the other node's id")
+    make.add_argument("--out", required=True, help="the receipt file to write")
+    apply = rsub.add_parser("apply", help="mark reviews listed in a receipt as delivered")
+    apply.add_argument("file")
+    apply.add_argument("--archive", action="store_true", help="also archive the delivered reviews")
+
     args = parser.parse_args(argv)
     if args.data:
         os.environ["REVIEWAPP_DATA"] = str(Path(args.data).resolve())
@@ -49,6 +93,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     command = args.command or "serve"
+    if command in ("export", "import", "receipt"):
+        from flask_babel import force_locale
+
+        from reviewapp.exchange import cli
+
+        with app.test_request_context(), force_locale("en"):
+            return getattr(cli, command)(app, args)
     if command == "serve":
         print(
             f"Deployment Review on http://{args.host}:{args.port}/  (data: {app.config['DATA_DIR']})"
@@ -74,6 +125,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"backed up {len(written)} files to {out}")
         return 0
     return 1
+
+
+def _date(text: str) -> str:
+    from reviewapp.exchange.operations import parse_date
+
+    try:
+        return parse_date(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _positive(text: str) -> int:

@@ -28,7 +28,8 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.config.from_mapping(
         DATA_DIR=os.environ.get("REVIEWAPP_DATA") or app.instance_path,
         FORMS_DIR=str(REPO_ROOT / "forms"),
-        MAX_CONTENT_LENGTH=2 * 2**20,
+        MAX_CONTENT_LENGTH=2 * 2**20,  # forms; bundle uploads have their own limit
+        MAX_BUNDLE_UPLOAD=256 * 2**20,
         REVIEWS_PER_PAGE=50,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
@@ -42,6 +43,9 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     app.extensions["store"] = Store(data_dir)
     app.extensions["catalogue"] = load_catalogue(app.config["FORMS_DIR"])
+    from reviewapp.exchange.operations import load_received_forms
+
+    load_received_forms(app.extensions["store"], app.extensions["catalogue"])
 
     from reviewapp import errors, i18n, security
 

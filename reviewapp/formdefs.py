@@ -176,12 +176,16 @@ class FormDefinition:
         """The definition and the choice lists it uses, as a bundle carries them."""
         return {
             "definition": self.raw,
-            "choices": {n: {"name": n, "choices": list(c.choices)} for n, c in self.choice_lists.items()},
+            "choices": {
+                n: {"name": n, "choices": list(c.choices)} for n, c in self.choice_lists.items()
+            },
         }
 
     def digest(self) -> str:
         """sha256 of :meth:`embedded`: equal digests, identical definitions."""
-        return hashlib.sha256(orjson.dumps(self.embedded(), option=orjson.OPT_SORT_KEYS)).hexdigest()
+        return hashlib.sha256(
+            orjson.dumps(self.embedded(), option=orjson.OPT_SORT_KEYS)
+        ).hexdigest()
 
     def validate(self, answers: Any, mode: str = "draft") -> dict:
         """Check answers and return them cleaned (JSON-ready, hidden fields dropped).
@@ -226,7 +230,9 @@ class Catalogue:
         known = self.forms.get(form.key)
         if known is not None:
             if known.digest() != form.digest():
-                raise DefinitionError(source, form.key, "differs from this node's copy of the same version")
+                raise DefinitionError(
+                    source, form.key, "differs from this node's copy of the same version"
+                )
             return known
         self.forms[form.key] = form
         return form
@@ -273,7 +279,9 @@ def load_definition(path: Path, choices: dict[str, ChoiceList]) -> FormDefinitio
     if not match:
         raise DefinitionError(path, "", "file name must look like <form-id>.v<version>.yaml")
     raw = _read_yaml(path)
-    if isinstance(raw, dict) and (raw.get("id") != match["id"] or raw.get("version") != int(match["version"])):
+    if isinstance(raw, dict) and (
+        raw.get("id") != match["id"] or raw.get("version") != int(match["version"])
+    ):
         raise DefinitionError(path, "id/version", "must match the file name")
     return build_definition(raw, path, choices)
 
@@ -281,7 +289,9 @@ def load_definition(path: Path, choices: dict[str, ChoiceList]) -> FormDefinitio
 def load_embedded(embedded: Any, source: str) -> FormDefinition:
     """A definition and its choice lists as a bundle embeds them (see :meth:`embedded`)."""
     if not isinstance(embedded, dict) or set(embedded) != {"definition", "choices"}:
-        raise DefinitionError(source, "", "an embedded form needs exactly 'definition' and 'choices'")
+        raise DefinitionError(
+            source, "", "an embedded form needs exactly 'definition' and 'choices'"
+        )
     if not isinstance(embedded["choices"], dict):
         raise DefinitionError(source, "choices", "expected a mapping of choice lists")
     choices = {
@@ -307,8 +317,12 @@ def build_definition(raw: Any, path: Path | str, choices: dict[str, ChoiceList])
             raise DefinitionError(path, "sections", "each section must be a mapping")
         _check_keys(path, f"section {sec.get('id')}", sec, {"id", "label", "hint", "fields"})
         _check_texts(path, f"section {sec.get('id')}", sec.get("label"))
-        flds = _check_fields(path, sec.get("fields"), choices, names, scope=f"section {sec.get('id')}")
-        sections.append(Section(id=sec["id"], label=sec["label"], hint=sec.get("hint"), fields=flds))
+        flds = _check_fields(
+            path, sec.get("fields"), choices, names, scope=f"section {sec.get('id')}"
+        )
+        sections.append(
+            Section(id=sec["id"], label=sec["label"], hint=sec.get("hint"), fields=flds)
+        )
     form = FormDefinition(
         id=raw["id"],
         version=raw["version"],
@@ -701,7 +715,9 @@ def _value_check(fdef: FieldDef, choices: dict[str, ChoiceList]):
     return check
 
 
-def _record_check(fdefs: list[FieldDef], choices: dict[str, ChoiceList], rules: list[dict], item=False):
+def _record_check(
+    fdefs: list[FieldDef], choices: dict[str, ChoiceList], rules: list[dict], item=False
+):
     checks = {f.name: _value_check(f, choices) for f in fdefs}
     if item:
         checks["id"] = lambda v: type(v) is str and _UUID_RE.match(v) is not None

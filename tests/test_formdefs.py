@@ -199,7 +199,9 @@ def _mutate(rng, answers, form):
     obs_fields = [f.name for f in form.fields["observations"].fields] + ["id"]
     kind = rng.randrange(9)
     items = answers.get("observations")
-    if kind in (3, 4, 6) and not (isinstance(items, list) and items and all(isinstance(i, dict) for i in items)):
+    if kind in (3, 4, 6) and not (
+        isinstance(items, list) and items and all(isinstance(i, dict) for i in items)
+    ):
         kind = 0
     if kind == 0 and not answers:
         return
@@ -215,7 +217,10 @@ def _mutate(rng, answers, form):
     elif kind == 4:
         rng.choice(answers["observations"])[rng.choice(obs_fields)] = rng.choice(ODD_VALUES)
     elif kind == 5:
-        answers["deployment_start"], answers["deployment_end"] = answers["deployment_end"], answers["deployment_start"]
+        answers["deployment_start"], answers["deployment_end"] = (
+            answers["deployment_end"],
+            answers["deployment_start"],
+        )
     elif kind == 6:
         answers["observations"][0]["training_module"] = "poc"  # shown only for training centres
     elif kind == 7:

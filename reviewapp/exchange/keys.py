@@ -1,0 +1,53 @@
+"""The node's Ed25519 signing key, and checking other nodes' signatures."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+
+class NodeKey:
+    """This node's signing key, made on first use and kept (0600) in the data folder."""
+
+    def __init__(self, data_dir: str | Path) -> None:
+        path = Path(data_dir) / "node_key.pem"
+        if not path.exists():
+            pem = Ed25519PrivateKey.generate().private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(pem)
+        self._key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        raw = self._key.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+        self.public_key = base64.b64encode(raw).decode()
+        self.fingerprint = fingerprint(self.public_key)
+
+    def sign(self, data: bytes) -> str:
+        return self._key.sign(data).hex()
+
+
+def fingerprint(public_key: str) -> str:
+    """A short, readable identity for a public key (sha256, 16 bytes, grouped)."""
+    digest = hashlib.sha256(base64.b64decode(public_key)).hexdigest()[:32]
+    return ":".join(digest[i : i + 4] for i in range(0, 32, 4))
+
+
+def verify(public_key: str, signature_hex: str, data: bytes) -> bool:
+    """Whether ``signature_hex`` is the key's Ed25519 signature of ``data``."""
+    try:
+        key = Ed25519PublicKey.from_public_bytes(base64.b64decode(public_key, validate=True))
+        key.verify(bytes.fromhex(signature_hex), data)
+    except (ValueError, InvalidSignature, TypeError):
+        return False
+    return True

@@ -1,0 +1,713 @@
+"""Exchange: export bundles, import them (dry run first), receipts, conflicts.
+
+Reviews travel field laptop -> training centre -> region as bundles
+(:mod:`reviewapp.exchange.bundle`). Importing is idempotent and all-or-nothing:
+:func:`plan_import` classifies every record without changing anything (the dry
+run), and :func:`apply_import` stores the plan in one storage write.
+
+Per record: the same revision already held -> unchanged; a revision descending from
+the one held -> newer (the held one goes to history); a revision that diverges from
+the one held -> both kept, conflict opened for an analyst; a record that fails its
+form's schema or its own hash -> quarantined with the reasons, never merged.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from flask_babel import lazy_gettext as _l
+from marshmallow import ValidationError
+
+from reviewapp import __version__
+from reviewapp.exchange import keys
+from reviewapp.exchange.bundle import Bundle, BundleError, read_bundle, write_bundle
+from reviewapp.formdefs import (
+    Catalogue,
+    DefinitionError,
+    FormDefinition,
+    flatten_errors,
+    load_embedded,
+)
+from reviewapp.reviews.operations import content_hash, now
+from reviewapp.storage import Conflict, Store
+
+# How far a review may travel: its sharing consent must reach the destination's level.
+LEVELS = ("national", "regional", "un")
+SENSITIVITY = ("unclassified", "confidential", "strictly_confidential")
+
+UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+HEX64 = re.compile(r"^[0-9a-f]{64}$")
+RECORD_FIELDS = (
+    "id", "form_id", "form_version", "node_id", "origin", "via", "created_at", "updated_at",
+    "submitted_at", "revision", "revision_id", "previous_revision_id", "ancestors", "status",
+    "content_hash", "original_hash", "redaction", "answers",
+)  # fmt: skip
+
+REASONS = {
+    "unknown_field": _l("unknown field “{field}”"),
+    "bad_field": _l("“{field}” is missing or malformed"),
+    "ancestry": _l("its list of earlier revisions does not match its revision number"),
+    "hash": _l("its content does not match its content hash"),
+    "reused_revision": _l("revision {revision} is already held here with other content"),
+    "not_canonical": _l("its answers are valid but not in the form's canonical form"),
+}
+
+
+def _reason(code: str, **params) -> str:
+    return str(REASONS[code]).format(**params)
+
+
+# -- export ----------------------------------------------------------------------------
+
+
+@dataclass
+class ExportOptions:
+    """What goes into an exported bundle.
+
+    :param level: the destination's level; a review goes only if its sharing consent
+        reaches it (national < regional < un).
+    :param destination: the receiving node's name, remembered for ``unsent_only``.
+    :param since: only reviews submitted on or after this date (YYYY-MM-DD).
+    :param max_sensitivity: leave out reviews, and observations, classified above this.
+    """
+
+    level: str = "national"
+    destination: str = ""
+    unsent_only: bool = False
+    since: str | None = None
+    anonymise: bool = False
+    max_sensitivity: str = "strictly_confidential"
+
+
+def _allowed(consent: str | None, level: str) -> bool:
+    return consent in LEVELS and LEVELS.index(consent) >= LEVELS.index(level)
+
+
+def _rank(sensitivity: str | None) -> int:
+    return SENSITIVITY.index(sensitivity) if sensitivity in SENSITIVITY else len(SENSITIVITY)
+
+
+def _latest_submitted(store: Store, review: dict) -> dict | None:
+    if review["status"] == "submitted":
+        return review
+    earlier = [r for r in store.list_revisions(review["id"]) if r["status"] == "submitted"]
+    return earlier[-1] if earlier else None
+
+
+def _origin(review: dict, node: dict) -> dict:
+    if review.get("origin"):
+        return review["origin"]
+    return {
+        "id": review["node_id"],
+        **(
+            {k: node[k] for k in ("name", "country", "level")}
+            if review["node_id"] == node["id"]
+            else {}
+        ),
+    }
+
+
+def transport_record(
+    review: dict, node: dict, form: FormDefinition, options: ExportOptions
+) -> dict | None:
+    """A stored revision as a bundle line: redacted as the options ask.
+
+    :returns: None when nothing of it may go (every observation above the ceiling).
+    """
+    answers = orjson.loads(orjson.dumps(review["answers"]))
+    redaction = dict(review.get("redaction") or {})
+    if options.anonymise:
+        for name in form.personal_fields():
+            answers.pop(name, None)
+        if "attribution" in answers:
+            answers["attribution"] = "anonymous"
+        redaction["anonymised"] = True
+    ceiling = _rank(options.max_sensitivity)
+    observations = answers.get("observations") or []
+    kept = [o for o in observations if _rank(o.get("sensitivity")) <= ceiling]
+    if len(kept) < len(observations):
+        if not kept:
+            return None
+        answers["observations"] = kept
+        redaction["observations_removed"] = (
+            redaction.get("observations_removed", 0) + len(observations) - len(kept)
+        )
+        redaction["max_sensitivity"] = options.max_sensitivity
+    record = {name: review.get(name) for name in RECORD_FIELDS}
+    record.update(
+        origin=_origin(review, node),
+        via=review.get("via") or [],
+        ancestors=review.get("ancestors") or [],
+        original_hash=review.get("original_hash") or review["content_hash"],
+        redaction=redaction or None,
+        answers=answers,
+        content_hash=content_hash(form.key, answers)
+        if answers != review["answers"]
+        else review["content_hash"],
+    )
+    return record
+
+
+def select_for_export(store: Store, catalogue: Catalogue, node: dict, options: ExportOptions):
+    """The records a bundle would hold, and how many were left out and why."""
+    if options.level not in LEVELS:
+        raise ValueError(f"level must be one of {', '.join(LEVELS)}")
+    if options.max_sensitivity not in SENSITIVITY:
+        raise ValueError(f"max_sensitivity must be one of {', '.join(SENSITIVITY)}")
+    sent = store.revisions_sent_to(options.destination) if options.unsent_only else set()
+    records, excluded = (
+        [],
+        {"draft": 0, "consent": 0, "sensitivity": 0, "already_sent": 0, "before_since": 0},
+    )
+    for review in store.iter_reviews():
+        revision = _latest_submitted(store, review)
+        if revision is None:
+            excluded["draft"] += 1
+            continue
+        answers = revision["answers"]
+        if not _allowed(answers.get("sharing_consent"), options.level):
+            excluded["consent"] += 1
+            continue
+        if _rank(answers.get("sensitivity")) > _rank(options.max_sensitivity):
+            excluded["sensitivity"] += 1
+            continue
+        if options.since and (revision.get("submitted_at") or "")[:10] < options.since:
+            excluded["before_since"] += 1
+            continue
+        if revision["revision_id"] in sent:
+            excluded["already_sent"] += 1
+            continue
+        record = transport_record(
+            revision, node, catalogue.get(revision["form_id"], revision["form_version"]), options
+        )
+        if record is None:
+            excluded["sensitivity"] += 1
+            continue
+        records.append(record)
+    records.sort(key=lambda r: (r["submitted_at"] or "", r["id"]))
+    return records, excluded
+
+
+def export_bundle(
+    store: Store,
+    catalogue: Catalogue,
+    node: dict,
+    node_key: keys.NodeKey,
+    path: Path,
+    options: ExportOptions,
+    who: str,
+) -> dict:
+    """Write a bundle of this node's submitted reviews and log the export.
+
+    :returns: the export log entry (counts, exclusions, sha256).
+    """
+    records, excluded = select_for_export(store, catalogue, node, options)
+    forms = sorted({(r["form_id"], r["form_version"]) for r in records})
+    stamp = now()
+    manifest = {
+        "bundle_id": str(uuid.uuid4()),
+        "created_at": stamp,
+        "app_version": __version__,
+        "source": {
+            "node_id": node["id"],
+            "name": node["name"],
+            "country": node["country"],
+            "level": node["level"],
+        },
+        "destination": {"name": options.destination, "level": options.level},
+        "filters": {
+            "since": options.since,
+            "anonymised": options.anonymise,
+            "max_sensitivity": options.max_sensitivity,
+            "unsent_only": options.unsent_only,
+        },
+        "forms": {catalogue.get(*f).key: catalogue.get(*f).embedded() for f in forms},
+        "counts": {
+            "reviews": len(records),
+            "observations": sum(len(r["answers"].get("observations") or []) for r in records),
+            "excluded": excluded,
+        },
+    }
+    digest = write_bundle(path, manifest, records, node_key)
+    entry = {
+        "id": manifest["bundle_id"],
+        "created_at": stamp,
+        "file_name": path.name,
+        "sha256": digest,
+        "destination": options.destination,
+        "level": options.level,
+        "filters": manifest["filters"],
+        "counts": manifest["counts"],
+        "revision_ids": [r["revision_id"] for r in records],
+        "who": who,
+    }
+    store.add_export(entry)
+    return entry
+
+
+# -- import ----------------------------------------------------------------------------
+
+
+@dataclass
+class ImportPlan:
+    """What importing a bundle would do; nothing is stored until it is applied."""
+
+    bundle: Bundle
+    file_name: str
+    new: list[dict] = field(default_factory=list)
+    newer: list[dict] = field(default_factory=list)
+    unchanged: list[dict] = field(default_factory=list)
+    conflicts: list[dict] = field(default_factory=list)
+    invalid: list[tuple[int, dict, list[str]]] = field(default_factory=list)
+    forms: dict[str, FormDefinition] = field(default_factory=dict)  # new to this node
+    signer_status: str = "unsigned"  # unsigned | trusted | unknown | mismatch
+    already_imported: dict | None = None
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "new": len(self.new),
+            "newer": len(self.newer),
+            "unchanged": len(self.unchanged),
+            "conflicts": len(self.conflicts),
+            "invalid": len(self.invalid),
+        }
+
+    def summary(self) -> dict:
+        """The plan as plain data (for --json and the preview page)."""
+        manifest = self.bundle.manifest
+        return {
+            "file": self.file_name,
+            "bundle_sha256": self.bundle.sha256,
+            "bundle_id": manifest["bundle_id"],
+            "source": manifest["source"],
+            "created_at": manifest["created_at"],
+            "signer": {
+                "status": self.signer_status,
+                **(
+                    {"fingerprint": self.bundle.signer["fingerprint"]} if self.bundle.signer else {}
+                ),
+            },
+            "counts": self.counts(),
+            "invalid": [
+                {"line": line, "review_id": rec.get("id"), "reasons": reasons}
+                for line, rec, reasons in self.invalid
+            ],
+            "forms_added": sorted(self.forms),
+            "already_imported_at": (self.already_imported or {}).get("imported_at"),
+        }
+
+
+def _envelope_problems(record: dict) -> list[str]:
+    problems = [_reason("unknown_field", field=k) for k in record if k not in RECORD_FIELDS]
+
+    def bad(name, ok):
+        if not ok:
+            problems.append(_reason("bad_field", field=name))
+
+    get = record.get
+    bad("id", isinstance(get("id"), str) and UUID.match(get("id")))
+    bad("revision_id", isinstance(get("revision_id"), str) and UUID.match(get("revision_id")))
+    bad("form_id", isinstance(get("form_id"), str))
+    bad("form_version", type(get("form_version")) is int)
+    bad("revision", type(get("revision")) is int and get("revision") >= 1)
+    bad("status", get("status") == "submitted")
+    bad("node_id", isinstance(get("node_id"), str) and get("node_id"))
+    bad("origin", isinstance(get("origin"), dict))
+    bad("via", isinstance(get("via"), list))
+    bad("redaction", get("redaction") is None or isinstance(get("redaction"), dict))
+    bad("answers", isinstance(get("answers"), dict))
+    for name in ("created_at", "updated_at", "submitted_at"):
+        bad(name, isinstance(get(name), str) and len(get(name)) <= 40)
+    for name in ("content_hash", "original_hash"):
+        bad(name, isinstance(get(name), str) and HEX64.match(get(name)))
+    previous, ancestors = get("previous_revision_id"), get("ancestors")
+    bad(
+        "previous_revision_id",
+        previous is None or (isinstance(previous, str) and UUID.match(previous)),
+    )
+    bad(
+        "ancestors",
+        isinstance(ancestors, list)
+        and all(isinstance(a, str) and UUID.match(a) for a in ancestors),
+    )
+    if not problems and (
+        len(ancestors) != record["revision"] - 1
+        or (ancestors[-1] if ancestors else None) != previous
+    ):
+        problems.append(_reason("ancestry"))
+    return problems
+
+
+def _answer_problems(form: FormDefinition, answers: dict) -> list[str]:
+    if form.is_canonical(answers):
+        return []
+    try:
+        form.validate(answers, "submit")
+    except ValidationError as exc:
+        return [f"{name}: {' '.join(msgs)}" for name, msgs in flatten_errors(exc.messages).items()]
+    return [_reason("not_canonical")]
+
+
+def _forms_for(
+    catalogue: Catalogue, bundle: Bundle
+) -> tuple[dict[str, FormDefinition], dict[str, FormDefinition]]:
+    """Every form the bundle may use, and those among them new to this node."""
+    available, added = dict(catalogue.forms), {}
+    for key, embedded in bundle.manifest["forms"].items():
+        try:
+            form = load_embedded(embedded, f"manifest.json forms.{key}")
+        except DefinitionError as exc:
+            raise BundleError("bad_form", form=key, detail=exc.problem) from None
+        if form.key != key:
+            raise BundleError("bad_form", form=key, detail=f"it calls itself {form.key}")
+        known = available.get(key)
+        if known is not None and known.digest() != form.digest():
+            raise BundleError(
+                "bad_form", form=key, detail="it differs from this node's copy of the same version"
+            )
+        if known is None:
+            available[key] = added[key] = form
+    return available, added
+
+
+def plan_import(store: Store, catalogue: Catalogue, bundle: Bundle, file_name: str) -> ImportPlan:
+    """The dry run: classify every record of a checked bundle; store nothing.
+
+    :raises BundleError: the bundle uses a form that is neither known nor included.
+    """
+    plan = ImportPlan(bundle=bundle, file_name=file_name)
+    plan.already_imported = store.find_import_of_bundle(bundle.sha256)
+    forms, plan.forms = _forms_for(catalogue, bundle)
+    for record in bundle.records:
+        key = f"{record.get('form_id')}.v{record.get('form_version')}"
+        if key not in forms:
+            raise BundleError("unknown_form", form=key)
+    if bundle.signer:
+        trusted = store.find_trusted_key(bundle.signer["fingerprint"])
+        claimed = [k for k in store.list_trusted_keys() if k["node_id"] == bundle.signer["node_id"]]
+        if trusted is not None:
+            plan.signer_status = "trusted"
+        elif claimed:
+            plan.signer_status = "mismatch"  # the node is known, with another key
+        else:
+            plan.signer_status = "unknown"
+    heads, archived = store.review_heads(), store.archived_revision_ids()
+    for line, record in enumerate(bundle.records, start=1):
+        problems = _envelope_problems(record)
+        if problems:
+            plan.invalid.append((line, record, problems))
+            continue
+        form = forms[f"{record['form_id']}.v{record['form_version']}"]
+        if content_hash(form.key, record["answers"]) != record["content_hash"]:
+            plan.invalid.append((line, record, [_reason("hash")]))
+            continue
+        revision_id, current = record["revision_id"], heads.get(record["id"])
+        held = archived.get(revision_id)
+        if held is None and current is not None and current["revision_id"] == revision_id:
+            held = current
+        if held is not None:
+            # The same revision, perhaps in another redaction (anonymised, capped).
+            ours = {held["content_hash"], held.get("original_hash")} - {None}
+            if ours & {record["content_hash"], record["original_hash"]}:
+                plan.unchanged.append(record)
+            else:
+                plan.invalid.append(
+                    (line, record, [_reason("reused_revision", revision=revision_id)])
+                )
+            continue
+        if current is not None and revision_id in (current.get("ancestors") or []):
+            plan.unchanged.append(record)  # an older revision than the one held
+            continue
+        problems = _answer_problems(form, record["answers"])
+        if problems:
+            plan.invalid.append((line, record, problems))
+        elif current is None:
+            plan.new.append(record)
+        elif current["revision_id"] in record["ancestors"]:
+            plan.newer.append(record)
+        else:
+            plan.conflicts.append(record)
+    return plan
+
+
+def apply_import(store: Store, catalogue: Catalogue, plan: ImportPlan, who: str) -> dict:
+    """Store a plan in one write; importing the same bundle again changes nothing.
+
+    :returns: the import log entry (the earlier one, for a bundle already imported).
+    """
+    if plan.already_imported is not None:
+        return {**plan.already_imported, "already_imported": True}
+    stamp, import_id = now(), str(uuid.uuid4())
+    manifest = plan.bundle.manifest
+    source = manifest["source"]
+    hop = {**source, "bundle_sha256": plan.bundle.sha256, "received_at": stamp}
+
+    def received(record: dict) -> dict:
+        return {
+            **record,
+            "via": [*record["via"], hop],
+            "import_id": import_id,
+            "imported_at": stamp,
+        }
+
+    reviews = {r["id"]: received(r) for r in plan.new + plan.newer}
+    archived = [store.get_review(r["id"]) for r in plan.newer]
+    conflicts = [
+        {
+            "id": str(uuid.uuid4()),
+            "review_id": r["id"],
+            "held_revision_id": store.get_review(r["id"])["revision_id"],
+            "incoming": received(r),
+            "detected_at": stamp,
+            "import_id": import_id,
+            "source": source,
+            "status": "open",
+        }
+        for r in plan.conflicts
+    ]
+    quarantined = [
+        {
+            "id": str(uuid.uuid4()),
+            "import_id": import_id,
+            "bundle_sha256": plan.bundle.sha256,
+            "file_name": plan.file_name,
+            "line": line,
+            "review_id": record.get("id") if isinstance(record.get("id"), str) else None,
+            "reasons": reasons,
+            "record": record,
+            "imported_at": stamp,
+            "source": source,
+        }
+        for line, record, reasons in plan.invalid
+    ]
+    entry = {
+        "id": import_id,
+        "bundle_sha256": plan.bundle.sha256,
+        "bundle_id": manifest["bundle_id"],
+        "file_name": plan.file_name,
+        "source": source,
+        "bundle_created_at": manifest["created_at"],
+        "imported_at": stamp,
+        "who": who,
+        "counts": plan.counts(),
+        "signer": plan.summary()["signer"],
+        "forms_added": sorted(plan.forms),
+    }
+    forms = {key: form.embedded() for key, form in plan.forms.items()}
+    store.apply_import(entry, reviews, archived, conflicts, quarantined, forms)
+    for form in plan.forms.values():
+        catalogue.forms.setdefault(form.key, form)
+    return entry
+
+
+def import_file(
+    store: Store, catalogue: Catalogue, path: Path, who: str, dry_run: bool = False
+) -> dict:
+    """Check, plan and (unless ``dry_run``) apply one bundle file.
+
+    :returns: the plan's summary, with ``applied`` and the log entry's id.
+    :raises BundleError: the file is refused; nothing was stored.
+    """
+    plan = plan_import(store, catalogue, read_bundle(path), path.name)
+    summary = plan.summary()
+    if dry_run:
+        return {**summary, "applied": False}
+    entry = apply_import(store, catalogue, plan, who)
+    return {**summary, "applied": not entry.get("already_imported"), "import_id": entry["id"]}
+
+
+def trust_signer(store: Store, bundle: Bundle) -> None:
+    """Remember a bundle's signing key as belonging to its source node."""
+    if bundle.signer is None:
+        raise ValueError("the bundle is not signed")
+    store.trust_key(
+        {
+            "fingerprint": bundle.signer["fingerprint"],
+            "public_key": bundle.signer["public_key"],
+            "node_id": bundle.signer["node_id"],
+            "name": bundle.signer["name"],
+            "added_at": now(),
+        }
+    )
+
+
+def load_received_forms(store: Store, catalogue: Catalogue) -> None:
+    """Make the definitions that arrived in earlier bundles known again at start-up."""
+    for key, embedded in store.list_received_forms().items():
+        if key not in catalogue.forms:
+            catalogue.forms[key] = load_embedded(embedded, f"received form {key}")
+
+
+# -- conflicts ---------------------------------------------------------------------------
+
+
+def resolve_conflict(store: Store, conflict_id: str, keep: str, who: str) -> dict:
+    """Decide which of two divergent revisions is current; the other is kept in history.
+
+    :param keep: ``"held"`` (the revision this node had) or ``"incoming"``.
+    """
+    if keep not in ("held", "incoming"):
+        raise ValueError("keep must be 'held' or 'incoming'")
+    conflict = store.get_conflict(conflict_id)
+    if conflict["status"] != "open":
+        raise Conflict(f"conflict {conflict_id} is already resolved")
+    held = store.get_review(conflict["review_id"])
+    incoming = conflict["incoming"]
+    current, archive = (incoming, held) if keep == "incoming" else (held, incoming)
+    resolved = {
+        **conflict,
+        "status": "resolved",
+        "kept": keep,
+        "resolved_at": now(),
+        "resolved_by": who,
+    }
+    store.resolve_conflict(resolved, current, archive, expected_hash=held["content_hash"])
+    return resolved
+
+
+# -- receipts ----------------------------------------------------------------------------
+
+RECEIPT_FORMAT = "deployment-review-receipt"
+
+
+def make_receipt(store: Store, node: dict, node_key: keys.NodeKey, for_node_id: str) -> bytes:
+    """A signed list of the revisions this node holds that came from ``for_node_id``."""
+    held = []
+    for review in store.iter_reviews():
+        if (review.get("origin") or {}).get("id", review.get("node_id")) == for_node_id and review[
+            "status"
+        ] == "submitted":
+            held.append(
+                {k: review.get(k) for k in ("id", "revision_id", "content_hash", "original_hash")}
+            )
+    body = {
+        "format": RECEIPT_FORMAT,
+        "format_version": 1,
+        "receipt_id": str(uuid.uuid4()),
+        "created_at": now(),
+        "issuer": {
+            "node_id": node["id"],
+            "name": node["name"],
+            "country": node["country"],
+            "level": node["level"],
+        },
+        "for_node_id": for_node_id,
+        "held": sorted(held, key=lambda h: h["id"]),
+        "signer": {
+            "public_key": node_key.public_key,
+            "fingerprint": node_key.fingerprint,
+            "algorithm": "ed25519",
+        },
+    }
+    signed = orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+    return orjson.dumps(
+        {**body, "signature": node_key.sign(signed)},
+        option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS,
+    )
+
+
+class ReceiptError(ValueError):
+    """A receipt that cannot be used; nothing was changed."""
+
+
+def apply_receipt(store: Store, node: dict, data: bytes, archive: bool = False) -> dict:
+    """Mark the reviews a receipt lists as delivered; optionally archive them.
+
+    :returns: counts of delivered, archived and unmatched entries, and the issuer.
+    :raises ReceiptError: not a receipt, for another node, or altered.
+    """
+    try:
+        receipt = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise ReceiptError(str(_l("This file is not a receipt (not JSON)."))) from None
+    if not isinstance(receipt, dict) or receipt.get("format") != RECEIPT_FORMAT:
+        raise ReceiptError(str(_l("This file is not a Deployment Review receipt.")))
+    if receipt.get("format_version") != 1:
+        raise ReceiptError(
+            str(_l("Receipt format version {found} is not known to this app.")).format(
+                found=receipt.get("format_version")
+            )
+        )
+    if receipt.get("for_node_id") != node["id"]:
+        raise ReceiptError(
+            str(_l("This receipt is for another node ({other}).")).format(
+                other=receipt.get("for_node_id")
+            )
+        )
+    body = {k: v for k, v in receipt.items() if k != "signature"}
+    signer = receipt.get("signer") or {}
+    if not keys.verify(
+        str(signer.get("public_key")),
+        str(receipt.get("signature")),
+        orjson.dumps(body, option=orjson.OPT_SORT_KEYS),
+    ):
+        raise ReceiptError(str(_l("The receipt's signature does not match: it was altered.")))
+    held = receipt.get("held")
+    if not isinstance(held, list) or not all(isinstance(h, dict) for h in held):
+        raise ReceiptError(str(_l("The receipt's list of reviews is malformed.")))
+    stamp, deliveries, unmatched = now(), {}, 0
+    heads = store.review_heads()
+    archivable = []
+    for item in held:
+        head = heads.get(item.get("id"))
+        if head is None:
+            unmatched += 1
+            continue
+        hashes = {head["content_hash"], head.get("original_hash")} - {None}
+        if head["revision_id"] == item.get("revision_id") and hashes & {
+            item.get("content_hash"),
+            item.get("original_hash"),
+        }:
+            deliveries[item["revision_id"]] = {
+                "review_id": item["id"],
+                "revision_id": item["revision_id"],
+                "to": receipt["issuer"],
+                "receipt_id": receipt.get("receipt_id"),
+                "delivered_at": stamp,
+            }
+            archivable.append(item["id"])
+        else:
+            unmatched += 1
+    with store.atomic():
+        store.record_deliveries(deliveries)
+        archived = store.archive_reviews(archivable, stamp) if archive else 0
+    return {
+        "delivered": len(deliveries),
+        "archived": archived,
+        "unmatched": unmatched,
+        "issuer": receipt.get("issuer"),
+    }
+
+
+def list_source_nodes(store: Store, node: dict) -> list[dict]:
+    """Nodes whose reviews this node holds (for making receipts)."""
+    found: dict[str, dict] = {}
+    for review in store.iter_reviews():
+        origin = review.get("origin") or {}
+        if origin.get("id") and origin["id"] != node["id"]:
+            found.setdefault(origin["id"], {**origin, "reviews": 0})["reviews"] += 1
+    return sorted(found.values(), key=lambda o: (o.get("name") or "", o["id"]))
+
+
+def parse_date(text: str | None) -> str | None:
+    """``YYYY-MM-DD`` or None; anything else is refused."""
+    if not text:
+        return None
+    try:
+        return (
+            dt.date.fromisoformat(text).isoformat()
+            if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text)
+            else _bad_date(text)
+        )
+    except ValueError:
+        return _bad_date(text)
+
+
+def _bad_date(text: str) -> Any:
+    raise ValueError(f"{text!r} is not a date (YYYY-MM-DD)")
