@@ -522,22 +522,21 @@ class Store:
             the answer of that name (e.g. ``country``, ``operation``).
         :returns: the page of reviews and how many matched in all.
         """
-        cond = None
-        for key, value in (filters or {}).items():
-            if value in (None, ""):
-                continue
-            if key == "status":
-                part = Query().status == value
-            elif key == "archived":
-                wanted = value == "yes"
-                part = Query().archived_at.test(lambda v, w=wanted: bool(v) == w)
-            else:
-                part = Query().answers[key] == value
-            cond = part if cond is None else cond & part
-        if cond is None:
-            found = list(self._all("reviews").values())
-        else:
-            found = self._search("reviews", cond)
+        active = [(k, v) for k, v in (filters or {}).items() if v not in (None, "")]
+
+        def matches(review: Doc) -> bool:
+            for key, value in active:
+                if key == "status":
+                    if review["status"] != value:
+                        return False
+                elif key == "archived":
+                    if bool(review.get("archived_at")) != (value == "yes"):
+                        return False
+                elif review["answers"].get(key) != value:
+                    return False
+            return True
+
+        found = [r for r in self._all("reviews").values() if matches(r)]
         found.sort(key=lambda r: (r.get("updated_at", ""), r["id"]), reverse=True)
         end = None if limit is None else offset + limit
         return [_copy(r) for r in found[offset:end]], len(found)

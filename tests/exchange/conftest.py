@@ -1,0 +1,97 @@
+"""Nodes for exchange tests: a field laptop, a training centre, the region."""
+
+from __future__ import annotations
+
+import uuid
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from reviewapp import create_app
+from reviewapp.exchange import keys, operations
+from reviewapp.reviews import operations as reviews
+from tests.conftest import make_answers, make_observation
+
+
+@dataclass
+class Node:
+    app: object
+    folder: Path
+
+    @property
+    def store(self):
+        return self.app.extensions["store"]
+
+    @property
+    def catalogue(self):
+        return self.app.extensions["catalogue"]
+
+    @property
+    def node(self):
+        return self.store.find_node()
+
+    @property
+    def key(self):
+        return keys.NodeKey(self.folder)
+
+    def submit(self, **answers) -> dict:
+        """A review filled and submitted on this node."""
+        draft = reviews.start_review(self.store, self.catalogue, self.node, "es")
+        return reviews.submit_review(self.store, self.catalogue, draft["id"], make_answers(**answers), draft["content_hash"])
+
+    def revise(self, review_id: str, **answers) -> dict:
+        draft = reviews.revise_review(self.store, review_id)
+        return reviews.submit_review(self.store, self.catalogue, review_id, make_answers(**answers), draft["content_hash"])
+
+    def export(self, path: Path, **options) -> dict:
+        return operations.export_bundle(
+            self.store, self.catalogue, self.node, self.key, path, operations.ExportOptions(**options), "test"
+        )
+
+    def import_(self, path: Path, dry_run=False) -> dict:
+        return operations.import_file(self.store, self.catalogue, path, "test", dry_run=dry_run)
+
+    def snapshot(self) -> dict[str, bytes]:
+        """Every data file's bytes, to prove that nothing changed."""
+        return {p.name: p.read_bytes() for p in sorted(self.folder.iterdir()) if p.is_file() and p.suffix in (".json", ".log")}
+
+
+def _node(tmp_path: Path, name: str, country: str, level: str) -> Node:
+    folder = tmp_path / name
+    app = create_app({"DATA_DIR": str(folder), "TESTING": True})
+    app.extensions["store"].save_node(
+        {"id": str(uuid.uuid4()), "name": name, "country": country, "level": level, "language": "es", "created_at": "2026-01-01T00:00:00Z"}
+    )
+    return Node(app=app, folder=folder)
+
+
+@pytest.fixture
+def field(tmp_path):
+    return _node(tmp_path, "URUBATT laptop", "UY", "field")
+
+
+@pytest.fixture
+def centre(tmp_path):
+    return _node(tmp_path, "ENOPU", "UY", "centre")
+
+
+@pytest.fixture
+def region(tmp_path):
+    return _node(tmp_path, "ALCOPAZ", "UY", "regional")
+
+
+def write_zip(path: Path, members: dict[str, bytes], compression=zipfile.ZIP_DEFLATED) -> Path:
+    with zipfile.ZipFile(path, "w", compression=compression) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return path
+
+
+def members_of(path: Path) -> dict[str, bytes]:
+    with zipfile.ZipFile(path) as zf:
+        return {name: zf.read(name) for name in zf.namelist()}
+
+
+__all__ = ["make_answers", "make_observation", "write_zip", "members_of"]
