@@ -30,6 +30,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         FORMS_DIR=str(REPO_ROOT / "forms"),
         MAX_CONTENT_LENGTH=2 * 2**20,  # forms; bundle uploads have their own limit
         MAX_BUNDLE_UPLOAD=256 * 2**20,
+        MAX_RECEIPT_UPLOAD=64 * 2**20,
         REVIEWS_PER_PAGE=50,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
@@ -53,11 +54,13 @@ def create_app(test_config: dict | None = None) -> Flask:
     security.init_app(app)
     errors.init_app(app)
 
+    from reviewapp.exchange import views as exchange_views
     from reviewapp.node import views as node_views
     from reviewapp.reviews import views as review_views
 
     app.register_blueprint(node_views.bp)
     app.register_blueprint(review_views.bp)
+    app.register_blueprint(exchange_views.bp)
     app.before_request(node_views.require_setup)
     app.add_url_rule("/", endpoint="index", view_func=review_views.index)
     return app

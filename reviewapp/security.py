@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Flask
+from flask import Flask, request
 from flask_wtf.csrf import CSRFProtect
 
 csrf = CSRFProtect()
@@ -18,6 +18,15 @@ CONTENT_SECURITY_POLICY = (
 
 
 def init_app(app: Flask) -> None:
+    # Before CSRF: its check reads the body, so the size bound must be set first.
+    @app.before_request
+    def bound_request_size():
+        limits = {
+            "exchange.upload": app.config["MAX_BUNDLE_UPLOAD"],
+            "exchange.apply_receipt": app.config["MAX_RECEIPT_UPLOAD"],
+        }
+        request.max_content_length = limits.get(request.endpoint, app.config["MAX_CONTENT_LENGTH"])
+
     csrf.init_app(app)
 
     @app.after_request

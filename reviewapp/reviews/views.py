@@ -22,7 +22,7 @@ from reviewapp.reviews import operations
 
 bp = Blueprint("reviews", __name__, url_prefix="/reviews", template_folder="templates")
 
-LIST_FILTERS = ("status", "country", "operation", "personnel_category")
+LIST_FILTERS = ("status", "country", "operation", "personnel_category", "archived")
 
 
 def index():
@@ -33,6 +33,8 @@ def index():
 def list_reviews():
     store, catalogue = get_store(), get_catalogue()
     filters = {k: request.args.get(k, "") for k in LIST_FILTERS}
+    # Reviews archived after delivery are out of the way unless asked for.
+    filters["archived"] = {"": "no", "all": ""}.get(filters["archived"], filters["archived"])
     page = request.args.get("page", 1, type=int) or 1
     per_page = 50
     reviews, total = store.list_reviews(
@@ -143,9 +145,18 @@ def revision(review_id: str, revision_id: str):
 
 
 def _render_detail(review, revisions, archived=False):
+    store = get_store()
     form = operations.form_of(get_catalogue(), review)
+    conflicts = [c for c in store.list_conflicts("open") if c["review_id"] == review["id"]]
+    delivery = store.list_deliveries().get(review["revision_id"])
     return render_template(
-        "reviews/detail.html", form=form, review=review, revisions=revisions, archived=archived
+        "reviews/detail.html",
+        form=form,
+        review=review,
+        revisions=revisions,
+        archived=archived,
+        conflicts=conflicts,
+        delivery=delivery,
     )
 
 

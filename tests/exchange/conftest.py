@@ -39,15 +39,25 @@ class Node:
     def submit(self, **answers) -> dict:
         """A review filled and submitted on this node."""
         draft = reviews.start_review(self.store, self.catalogue, self.node, "es")
-        return reviews.submit_review(self.store, self.catalogue, draft["id"], make_answers(**answers), draft["content_hash"])
+        return reviews.submit_review(
+            self.store, self.catalogue, draft["id"], make_answers(**answers), draft["content_hash"]
+        )
 
     def revise(self, review_id: str, **answers) -> dict:
         draft = reviews.revise_review(self.store, review_id)
-        return reviews.submit_review(self.store, self.catalogue, review_id, make_answers(**answers), draft["content_hash"])
+        return reviews.submit_review(
+            self.store, self.catalogue, review_id, make_answers(**answers), draft["content_hash"]
+        )
 
     def export(self, path: Path, **options) -> dict:
         return operations.export_bundle(
-            self.store, self.catalogue, self.node, self.key, path, operations.ExportOptions(**options), "test"
+            self.store,
+            self.catalogue,
+            self.node,
+            self.key,
+            path,
+            operations.ExportOptions(**options),
+            "test",
         )
 
     def import_(self, path: Path, dry_run=False) -> dict:
@@ -55,14 +65,25 @@ class Node:
 
     def snapshot(self) -> dict[str, bytes]:
         """Every data file's bytes, to prove that nothing changed."""
-        return {p.name: p.read_bytes() for p in sorted(self.folder.iterdir()) if p.is_file() and p.suffix in (".json", ".log")}
+        return {
+            p.name: p.read_bytes()
+            for p in sorted(self.folder.iterdir())
+            if p.is_file() and p.suffix in (".json", ".log")
+        }
 
 
 def _node(tmp_path: Path, name: str, country: str, level: str) -> Node:
     folder = tmp_path / name
     app = create_app({"DATA_DIR": str(folder), "TESTING": True})
     app.extensions["store"].save_node(
-        {"id": str(uuid.uuid4()), "name": name, "country": country, "level": level, "language": "es", "created_at": "2026-01-01T00:00:00Z"}
+        {
+            "id": str(uuid.uuid4()),
+            "name": name,
+            "country": country,
+            "level": level,
+            "language": "es",
+            "created_at": "2026-01-01T00:00:00Z",
+        }
     )
     return Node(app=app, folder=folder)
 

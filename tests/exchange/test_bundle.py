@@ -32,7 +32,10 @@ def _unsigned(members, records_body=None, **manifest_changes):
     manifest = _manifest(members)
     manifest.pop("signer", None)
     body = members["reviews.jsonl"] if records_body is None else records_body
-    manifest["members"]["reviews.jsonl"] = {"sha256": hashlib.sha256(body).hexdigest(), "bytes": len(body)}
+    manifest["members"]["reviews.jsonl"] = {
+        "sha256": hashlib.sha256(body).hexdigest(),
+        "bytes": len(body),
+    }
     manifest["counts"]["reviews"] = len(body.splitlines())
     manifest.update(manifest_changes)
     return {"manifest.json": orjson.dumps(manifest), "reviews.jsonl": body}
@@ -43,25 +46,98 @@ def _lines(members):
 
 
 CASES = {
-    "not-a-zip": (lambda m, p: p.write_bytes(b"%PDF-1.7 this is a report, not a bundle"), "not_zip"),
-    "truncated": (lambda m, p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]), "damaged"),
+    "not-a-zip": (
+        lambda m, p: p.write_bytes(b"%PDF-1.7 this is a report, not a bundle"),
+        "not_zip",
+    ),
+    "truncated": (
+        lambda m, p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]),
+        "damaged",
+    ),
     "parent-path": (lambda m, p: write_zip(p, {**m, "../../etc/cron.d/x": b"x"}), "bad_name"),
     "absolute-path": (lambda m, p: write_zip(p, {**m, "/etc/passwd": b"x"}), "bad_name"),
     "missing-member": (lambda m, p: write_zip(p, {"manifest.json": m["manifest.json"]}), "missing"),
     "extra-member": (lambda m, p: write_zip(p, {**m, "notes.txt": b"hello"}), "extra"),
-    "checksum": (lambda m, p: write_zip(p, {**m, "reviews.jsonl": m["reviews.jsonl"].replace(b"one", b"uno")}), "checksum"),
-    "signature": (lambda m, p: write_zip(p, {**m, "manifest.json": m["manifest.json"].replace(b"URUBATT laptop", b"URUBATT laptoq")}), "signature"),
-    "signature-missing": (lambda m, p: write_zip(p, {k: v for k, v in m.items() if k != "manifest.sig"}), "unsigned"),
+    "checksum": (
+        lambda m, p: write_zip(
+            p, {**m, "reviews.jsonl": m["reviews.jsonl"].replace(b"one", b"uno")}
+        ),
+        "checksum",
+    ),
+    "signature": (
+        lambda m, p: write_zip(
+            p,
+            {
+                **m,
+                "manifest.json": m["manifest.json"].replace(b"URUBATT laptop", b"URUBATT laptoq"),
+            },
+        ),
+        "signature",
+    ),
+    "signature-missing": (
+        lambda m, p: write_zip(p, {k: v for k, v in m.items() if k != "manifest.sig"}),
+        "unsigned",
+    ),
     "format-version": (lambda m, p: write_zip(p, _unsigned(m, format_version=2)), "version"),
-    "not-a-bundle-manifest": (lambda m, p: write_zip(p, _unsigned(m, format="something-else")), "format"),
-    "manifest-not-json": (lambda m, p: write_zip(p, {**m, "manifest.json": b"{not json"}), "manifest_json"),
-    "malformed-line": (lambda m, p: write_zip(p, _unsigned(m, m["reviews.jsonl"] + b'{"id": "broken\n')), "line_json"),
-    "duplicate-id": (lambda m, p: write_zip(p, _unsigned(m, m["reviews.jsonl"] + _lines(m)[0] + b"\n")), "duplicate"),
-    "wrong-encoding": (lambda m, p: write_zip(p, _unsigned(m, m["reviews.jsonl"].replace("Pérez".encode(), "Pérez".encode("latin-1")).replace(b'"one"', b'"\xf1o"'))), "encoding"),
-    "oversized-line": (lambda m, p: write_zip(p, _unsigned(m, _lines(m)[0][:-1] + b', "x": "' + secrets.token_hex(2**19).encode() + b'"}\n')), "line_size"),
-    "count-mismatch": (lambda m, p: write_zip(p, {**_unsigned(m), "manifest.json": orjson.dumps({**_manifest(_unsigned(m)), "counts": {"reviews": 7}})}), "count"),
-    "unknown-form": (lambda m, p: write_zip(p, _unsigned(m, _lines(m)[0].replace(b'"form_version":1', b'"form_version":9') + b"\n")), "unknown_form"),
-    "blank-line": (lambda m, p: write_zip(p, _unsigned(m, _lines(m)[0] + b"\n\n" + _lines(m)[1] + b"\n")), "blank_line"),
+    "not-a-bundle-manifest": (
+        lambda m, p: write_zip(p, _unsigned(m, format="something-else")),
+        "format",
+    ),
+    "manifest-not-json": (
+        lambda m, p: write_zip(p, {**m, "manifest.json": b"{not json"}),
+        "manifest_json",
+    ),
+    "malformed-line": (
+        lambda m, p: write_zip(p, _unsigned(m, m["reviews.jsonl"] + b'{"id": "broken\n')),
+        "line_json",
+    ),
+    "duplicate-id": (
+        lambda m, p: write_zip(p, _unsigned(m, m["reviews.jsonl"] + _lines(m)[0] + b"\n")),
+        "duplicate",
+    ),
+    "wrong-encoding": (
+        lambda m, p: write_zip(
+            p,
+            _unsigned(
+                m,
+                m["reviews.jsonl"]
+                .replace("Pérez".encode(), "Pérez".encode("latin-1"))
+                .replace(b'"one"', b'"\xf1o"'),
+            ),
+        ),
+        "encoding",
+    ),
+    "oversized-line": (
+        lambda m, p: write_zip(
+            p,
+            _unsigned(
+                m, _lines(m)[0][:-1] + b', "x": "' + secrets.token_hex(2**19).encode() + b'"}\n'
+            ),
+        ),
+        "line_size",
+    ),
+    "count-mismatch": (
+        lambda m, p: write_zip(
+            p,
+            {
+                **_unsigned(m),
+                "manifest.json": orjson.dumps(
+                    {**_manifest(_unsigned(m)), "counts": {"reviews": 7}}
+                ),
+            },
+        ),
+        "count",
+    ),
+    "unknown-form": (
+        lambda m, p: write_zip(
+            p, _unsigned(m, _lines(m)[0].replace(b'"form_version":1', b'"form_version":9') + b"\n")
+        ),
+        "unknown_form",
+    ),
+    "blank-line": (
+        lambda m, p: write_zip(p, _unsigned(m, _lines(m)[0] + b"\n\n" + _lines(m)[1] + b"\n")),
+        "blank_line",
+    ),
 }
 
 
@@ -103,7 +179,10 @@ def test_lying_size_header_is_caught(good, tmp_path):
     data = bytearray(bad.read_bytes())
     # Shrink reviews.jsonl's uncompressed size in its central directory entry.
     at = data.find(b"PK\x01\x02")
-    while data[at + 46 : at + 46 + int.from_bytes(data[at + 28 : at + 30], "little")] != b"reviews.jsonl":
+    while (
+        data[at + 46 : at + 46 + int.from_bytes(data[at + 28 : at + 30], "little")]
+        != b"reviews.jsonl"
+    ):
         at = data.find(b"PK\x01\x02", at + 4)
     size = int.from_bytes(data[at + 24 : at + 28], "little")
     data[at + 24 : at + 28] = (size - 10).to_bytes(4, "little")

@@ -29,7 +29,18 @@ def cli(monkeypatch):
 
 def test_export_then_import_from_the_command_line(field, centre, cli, tmp_path, capsys):
     field.submit()
-    assert cli(field, "export", "--out", str(tmp_path / "a.drb"), "--anonymise", "--max-sensitivity", "confidential") == 0
+    assert (
+        cli(
+            field,
+            "export",
+            "--out",
+            str(tmp_path / "a.drb"),
+            "--anonymise",
+            "--max-sensitivity",
+            "confidential",
+        )
+        == 0
+    )
     assert "wrote" in capsys.readouterr().out
     assert cli(centre, "import", str(tmp_path / "a.drb"), "--dry-run") == 0
     assert "would import" in capsys.readouterr().out and centre.store.count_reviews() == 0
@@ -43,7 +54,10 @@ def test_export_then_import_from_the_command_line(field, centre, cli, tmp_path, 
 def test_refused_bundle_exits_3_with_the_reason(centre, cli, tmp_path, capsys):
     (tmp_path / "x.drb").write_bytes(b"not a zip")
     assert cli(centre, "import", str(tmp_path / "x.drb")) == 3
-    assert "REFUSED" in capsys.readouterr().out and "not a zip" in capsys.readouterr().out + "not a zip"
+    assert (
+        "REFUSED" in capsys.readouterr().out
+        and "not a zip" in capsys.readouterr().out + "not a zip"
+    )
 
 
 def test_missing_files_and_bad_arguments_exit_2(centre, field, cli, tmp_path, capsys):
@@ -73,10 +87,15 @@ def test_receipt_from_the_command_line(field, centre, cli, tmp_path, capsys):
     field.submit()
     cli(field, "export", "--out", str(tmp_path / "a.drb"))
     cli(centre, "import", str(tmp_path / "a.drb"))
-    assert cli(centre, "receipt", "make", "--for", field.node["id"], "--out", str(tmp_path / "r.json")) == 0
+    assert (
+        cli(centre, "receipt", "make", "--for", field.node["id"], "--out", str(tmp_path / "r.json"))
+        == 0
+    )
     assert cli(field, "receipt", "apply", str(tmp_path / "r.json"), "--archive") == 0
     assert "1 reviews confirmed delivered to ENOPU; 1 archived" in capsys.readouterr().out
-    assert cli(centre, "receipt", "apply", str(tmp_path / "r.json")) == 3  # not addressed to the centre
+    assert (
+        cli(centre, "receipt", "apply", str(tmp_path / "r.json")) == 3
+    )  # not addressed to the centre
 
 
 def test_import_killed_at_any_moment_leaves_all_or_nothing(field, centre, tmp_path):
@@ -85,6 +104,7 @@ def test_import_killed_at_any_moment_leaves_all_or_nothing(field, centre, tmp_pa
     field.export(bundle)
     pristine = tmp_path / "pristine"
     shutil.copytree(centre.folder, pristine)
+
     def start(target):
         shutil.copytree(pristine, target)
         return subprocess.Popen(
@@ -106,6 +126,8 @@ def test_import_killed_at_any_moment_leaves_all_or_nothing(field, centre, tmp_pa
         proc.wait(timeout=30)
         store = Store(target)
         count, log = store.count_reviews(), store.list_imports()
-        assert (count, len(log)) in ((0, 0), (1500, 1)), f"round {round_}: {count} reviews, {len(log)} log entries"
+        assert (count, len(log)) in ((0, 0), (1500, 1)), (
+            f"round {round_}: {count} reviews, {len(log)} log entries"
+        )
         outcomes.append(count)
     assert 0 in outcomes, "no kill landed before the import finished; lengthen the import"

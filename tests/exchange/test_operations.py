@@ -31,7 +31,11 @@ def test_round_trip_field_centre_region_keeps_provenance(field, centre, region, 
     assert at_region["content_hash"] == review["content_hash"]
     assert region.store.get_review(centre_own["id"])["origin"]["name"] == "ENOPU"
     log = region.store.list_imports()
-    assert log[0]["source"]["name"] == "ENOPU" and log[0]["counts"]["new"] == 2 and log[0]["who"] == "test"
+    assert (
+        log[0]["source"]["name"] == "ENOPU"
+        and log[0]["counts"]["new"] == 2
+        and log[0]["who"] == "test"
+    )
 
 
 def test_importing_the_same_bundle_twice_changes_nothing(field, centre, tmp_path):
@@ -74,7 +78,9 @@ def test_newer_revision_replaces_and_the_older_is_kept(field, centre, tmp_path):
     report = centre.import_(tmp_path / "2.drb")
     assert report["counts"]["newer"] == 1
     assert centre.store.get_review(review["id"])["answers"]["contingent"] == "second"
-    assert [r["answers"]["contingent"] for r in centre.store.list_revisions(review["id"])] == ["first"]
+    assert [r["answers"]["contingent"] for r in centre.store.list_revisions(review["id"])] == [
+        "first"
+    ]
     # The first bundle again: its revision is older than the one held.
     centre.import_(tmp_path / "2.drb")
     field.export(tmp_path / "1b.drb")  # field now only exports revision 2
@@ -114,11 +120,17 @@ def test_keeping_the_held_revision_keeps_the_incoming_one_in_history(field, cent
     (conflict,) = centre.store.list_conflicts("open")
     operations.resolve_conflict(centre.store, conflict["id"], "held", "analyst")
     assert centre.store.get_review(review["id"])["answers"]["contingent"] == "held"
-    assert "incoming" in {r["answers"]["contingent"] for r in centre.store.list_revisions(review["id"])}
+    assert "incoming" in {
+        r["answers"]["contingent"] for r in centre.store.list_revisions(review["id"])
+    }
 
 
 def test_anonymised_bundle_holds_no_personal_data(field, tmp_path):
-    field.submit(attribution="named", respondent_name="Teniente Ana Pérez Quispe", respondent_contact="ana.perez@ejercito.example")
+    field.submit(
+        attribution="named",
+        respondent_name="Teniente Ana Pérez Quispe",
+        respondent_contact="ana.perez@ejercito.example",
+    )
     field.export(tmp_path / "anon.drb", anonymise=True)
     members = members_of(tmp_path / "anon.drb")
     for name, data in members.items():
@@ -127,7 +139,10 @@ def test_anonymised_bundle_holds_no_personal_data(field, tmp_path):
     # The field names appear only in the embedded form definition, never in a record.
     for field_name in (b"respondent_name", b"respondent_contact"):
         assert field_name not in members["reviews.jsonl"]
-    (record,) = [orjson.loads(line) for line in members_of(tmp_path / "anon.drb")["reviews.jsonl"].splitlines()]
+    (record,) = [
+        orjson.loads(line)
+        for line in members_of(tmp_path / "anon.drb")["reviews.jsonl"].splitlines()
+    ]
     assert record["answers"]["attribution"] == "anonymous"
     assert record["redaction"] == {"anonymised": True}
     assert record["content_hash"] == content_hash("deployment-review.v1", record["answers"])
@@ -146,11 +161,16 @@ def test_anonymised_then_full_copy_of_the_same_revision_is_unchanged(field, cent
 
 def test_export_respects_consent_sensitivity_and_dates(field, tmp_path):
     field.submit(sharing_consent="national", contingent="national only")
-    field.submit(sharing_consent="regional", sensitivity="strictly_confidential", contingent="secret")
+    field.submit(
+        sharing_consent="regional", sensitivity="strictly_confidential", contingent="secret"
+    )
     field.submit(sharing_consent="un", contingent="mixed",
                  observations=[make_observation(title="open"), make_observation(title="closed", sensitivity="confidential")])  # fmt: skip
     records, excluded = operations.select_for_export(
-        field.store, field.catalogue, field.node, operations.ExportOptions(level="regional", max_sensitivity="unclassified")
+        field.store,
+        field.catalogue,
+        field.node,
+        operations.ExportOptions(level="regional", max_sensitivity="unclassified"),
     )
     assert [r["answers"]["contingent"] for r in records] == ["mixed"]
     assert [o["title"] for o in records[0]["answers"]["observations"]] == ["open"]
@@ -166,7 +186,9 @@ def test_drafts_are_not_exported_but_the_last_submitted_revision_is(field, tmp_p
     reviews.start_review(field.store, field.catalogue, field.node, "es")
     review = field.submit(contingent="submitted one")
     reviews.revise_review(field.store, review["id"])  # a new draft on top
-    records, excluded = operations.select_for_export(field.store, field.catalogue, field.node, operations.ExportOptions())
+    records, excluded = operations.select_for_export(
+        field.store, field.catalogue, field.node, operations.ExportOptions()
+    )
     assert [r["answers"]["contingent"] for r in records] == ["submitted one"]
     assert excluded["draft"] == 1
 
@@ -193,12 +215,17 @@ def _rewrite_bundle(path, change):
     body = b"".join(orjson.dumps(r) + b"\n" for r in records)
     manifest = orjson.loads(members["manifest.json"])
     manifest.pop("signer")
-    manifest["members"]["reviews.jsonl"] = {"sha256": hashlib.sha256(body).hexdigest(), "bytes": len(body)}
+    manifest["members"]["reviews.jsonl"] = {
+        "sha256": hashlib.sha256(body).hexdigest(),
+        "bytes": len(body),
+    }
     manifest["counts"]["reviews"] = len(records)
     write_zip(path, {"manifest.json": orjson.dumps(manifest), "reviews.jsonl": body})
 
 
-def test_invalid_records_are_quarantined_with_their_reasons_and_never_merged(field, centre, tmp_path):
+def test_invalid_records_are_quarantined_with_their_reasons_and_never_merged(
+    field, centre, tmp_path
+):
     field.submit(contingent="good")
     field.submit(contingent="bad")
     field.export(tmp_path / "b.drb")
@@ -224,7 +251,9 @@ def test_a_record_whose_content_does_not_match_its_hash_is_quarantined(field, ce
     _rewrite_bundle(tmp_path / "b.drb", lambda rs: rs[0]["answers"].update(contingent="forged"))
     report = centre.import_(tmp_path / "b.drb")
     assert report["counts"]["invalid"] == 1
-    assert centre.store.list_quarantine()[0]["reasons"] == ["its content does not match its content hash"]
+    assert centre.store.list_quarantine()[0]["reasons"] == [
+        "its content does not match its content hash"
+    ]
 
 
 def test_receipt_marks_delivered_and_archives(field, centre, tmp_path):
@@ -246,7 +275,9 @@ def test_tampered_or_misaddressed_receipts_are_refused(field, centre, region, tm
     field.submit()
     field.export(tmp_path / "1.drb")
     centre.import_(tmp_path / "1.drb")
-    receipt = orjson.loads(operations.make_receipt(centre.store, centre.node, centre.key, field.node["id"]))
+    receipt = orjson.loads(
+        operations.make_receipt(centre.store, centre.node, centre.key, field.node["id"])
+    )
     receipt["held"].append({"id": "x", "revision_id": "y", "content_hash": "z"})
     with pytest.raises(operations.ReceiptError, match="signature does not match"):
         operations.apply_receipt(field.store, field.node, orjson.dumps(receipt))
