@@ -66,7 +66,7 @@ def _stat_key(path: Path) -> tuple[int, int, int] | None:
 
 def _encode_record(record: dict) -> bytes:
     body = orjson.dumps(record)
-    return b"%08x " % zlib.crc32(body) + body + b"\n"
+    return b"".join((b"%08x " % zlib.crc32(body), body, b"\n"))
 
 
 def _decode_records(data: bytes) -> tuple[list[dict], int]:

@@ -279,12 +279,12 @@ def _check_signature(manifest: dict, manifest_bytes: bytes, sig: bytes | None) -
 
 
 def _parse_records(body: bytes) -> list[dict]:
-    _utf8("reviews.jsonl", body)
     if body and not body.endswith(b"\n"):
         body += b"\n"  # tolerate a missing final newline
     lines = body.split(b"\n")[:-1] if body else []
-    records, first_seen = [], {}
+    records, first_seen, offset = [], {}, 0
     for number, line in enumerate(lines, start=1):
+        start, offset = offset, offset + len(line) + 1
         if len(line) > MAX_LINE_BYTES:
             raise BundleError("line_size", line=number, limit=MAX_LINE_BYTES // 1024)
         if not line.strip():
@@ -292,6 +292,15 @@ def _parse_records(body: bytes) -> list[dict]:
         try:
             record = orjson.loads(line)
         except orjson.JSONDecodeError:
+            # orjson also refuses invalid UTF-8; say which it was.
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise BundleError(
+                    "encoding", member="reviews.jsonl", offset=start + exc.start
+                ) from None
+            if line.startswith(b"\xef\xbb\xbf"):
+                raise BundleError("encoding", member="reviews.jsonl", offset=start) from None
             raise BundleError("line_json", line=number) from None
         if not isinstance(record, dict) or not isinstance(record.get("id"), str):
             raise BundleError("line_object", line=number)
