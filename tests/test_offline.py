@@ -43,7 +43,8 @@ def test_rendered_pages_link_only_to_the_app(node_web, store):
     node_web.save(review_id, make_answers(), action="submit")
     draft_id = node_web.start_review()
     pages = ["/reviews/", "/reviews/new", "/settings", f"/reviews/{review_id}",
-             f"/reviews/{draft_id}/edit", "/reviews/missing"]  # fmt: skip
+             f"/reviews/{draft_id}/edit", "/reviews/missing", "/exchange/", "/exchange/imports",
+             "/exchange/conflicts", "/exchange/quarantine"]  # fmt: skip
     seen_static = set()
     for url in pages:
         response = node_web.get(url)
