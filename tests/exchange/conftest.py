@@ -103,6 +103,19 @@ def region(tmp_path):
     return _node(tmp_path, "ALCOPAZ", "UY", "regional")
 
 
+def make_conflict(field: Node, centre: Node, folder: Path, held: str, incoming: str) -> dict:
+    """A review the centre and the field both revised from the same submitted revision;
+    the field's revision has just been imported at the centre (an open conflict)."""
+    review = field.submit(contingent="original")
+    field.export(folder / "first.drb")
+    centre.import_(folder / "first.drb")
+    centre.revise(review["id"], contingent=held)
+    field.revise(review["id"], contingent=incoming)
+    field.export(folder / "second.drb")
+    assert centre.import_(folder / "second.drb")["counts"]["conflicts"] == 1
+    return review
+
+
 def write_zip(path: Path, members: dict[str, bytes], compression=zipfile.ZIP_DEFLATED) -> Path:
     with zipfile.ZipFile(path, "w", compression=compression) as zf:
         for name, data in members.items():
@@ -115,4 +128,4 @@ def members_of(path: Path) -> dict[str, bytes]:
         return {name: zf.read(name) for name in zf.namelist()}
 
 
-__all__ = ["make_answers", "make_observation", "write_zip", "members_of"]
+__all__ = ["make_answers", "make_observation", "make_conflict", "write_zip", "members_of"]

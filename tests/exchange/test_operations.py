@@ -7,7 +7,7 @@ import pytest
 
 from reviewapp.exchange import operations
 from reviewapp.reviews.operations import content_hash
-from tests.exchange.conftest import make_answers, make_observation, members_of
+from tests.exchange.conftest import make_answers, make_conflict, make_observation, members_of
 
 
 def test_round_trip_field_centre_region_keeps_provenance(field, centre, region, tmp_path):
@@ -88,14 +88,9 @@ def test_newer_revision_replaces_and_the_older_is_kept(field, centre, tmp_path):
 
 
 def test_two_revisions_from_the_same_parent_are_both_kept_as_a_conflict(field, centre, tmp_path):
-    review = field.submit(contingent="original")
-    field.export(tmp_path / "1.drb")
-    centre.import_(tmp_path / "1.drb")
-    centre.revise(review["id"], contingent="centre's correction")
-    field.revise(review["id"], contingent="field's correction")
-    field.export(tmp_path / "2.drb")
-    report = centre.import_(tmp_path / "2.drb")
-    assert report["counts"]["conflicts"] == 1
+    review = make_conflict(
+        field, centre, tmp_path, held="centre's correction", incoming="field's correction"
+    )
     assert centre.store.get_review(review["id"])["answers"]["contingent"] == "centre's correction"
     (conflict,) = centre.store.list_conflicts("open")
     assert conflict["incoming"]["answers"]["contingent"] == "field's correction"
@@ -110,13 +105,7 @@ def test_two_revisions_from_the_same_parent_are_both_kept_as_a_conflict(field, c
 
 
 def test_keeping_the_held_revision_keeps_the_incoming_one_in_history(field, centre, tmp_path):
-    review = field.submit(contingent="original")
-    field.export(tmp_path / "1.drb")
-    centre.import_(tmp_path / "1.drb")
-    centre.revise(review["id"], contingent="held")
-    field.revise(review["id"], contingent="incoming")
-    field.export(tmp_path / "2.drb")
-    centre.import_(tmp_path / "2.drb")
+    review = make_conflict(field, centre, tmp_path, held="held", incoming="incoming")
     (conflict,) = centre.store.list_conflicts("open")
     operations.resolve_conflict(centre.store, conflict["id"], "held", "analyst")
     assert centre.store.get_review(review["id"])["answers"]["contingent"] == "held"

@@ -8,7 +8,7 @@ import re
 import orjson
 
 from tests.conftest import Web
-from tests.exchange.conftest import members_of
+from tests.exchange.conftest import make_conflict, members_of
 from tests.exchange.test_operations import _rewrite_bundle
 
 
@@ -97,13 +97,7 @@ def test_upload_size_is_bounded(centre):
 
 
 def test_conflict_is_shown_and_resolved_in_the_ui(field, centre, tmp_path):
-    review = field.submit(contingent="original")
-    field.export(tmp_path / "1.drb")
-    centre.import_(tmp_path / "1.drb")
-    centre.revise(review["id"], contingent="centre version")
-    field.revise(review["id"], contingent="field version")
-    field.export(tmp_path / "2.drb")
-    centre.import_(tmp_path / "2.drb")
+    review = make_conflict(field, centre, tmp_path, held="centre version", incoming="field version")
     web = web_for(centre)
     detail = text(web.get(f"/reviews/{review['id']}"))
     assert "Comparar y decidir" in detail
