@@ -7,6 +7,7 @@
     python run.py export --out FILE     write a bundle of submitted reviews (see --help)
     python run.py import FILE_OR_DIR... import bundles (--dry-run to preview, --json)
     python run.py receipt make|apply    receipts: what a centre holds from a laptop
+    python run.py user add|reset-password   accounts (e.g. a forgotten admin password)
 
 Exit codes: 0 done; 2 bad arguments; 3 refused or nothing to do (export with no
 matching review, a bundle or receipt refused); 1 an unexpected error.
@@ -79,6 +80,21 @@ def main(argv: list[str] | None = None) -> int:
     apply.add_argument("file")
     apply.add_argument("--archive", action="store_true", help="also archive the delivered reviews")
 
+    users = sub.add_parser("user", help="add an account or reset a password")
+    usub = users.add_subparsers(dest="user_command", required=True)
+    add = usub.add_parser("add", help="create an account")
+    add.add_argument("username")
+    add.add_argument("--role", choices=["contributor", "analyst", "viewer", "admin"], required=True)
+    add.add_argument("--name", help="full name (default: the user name)")
+    add.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
+    reset = usub.add_parser("reset-password", help="set a new password (ends open sessions)")
+    reset.add_argument("username")
+    reset.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
+
     args = parser.parse_args(argv)
     if args.data:
         os.environ["REVIEWAPP_DATA"] = str(Path(args.data).resolve())
@@ -93,6 +109,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     command = args.command or "serve"
+    if command == "user":
+        from flask_babel import force_locale
+
+        from reviewapp.accounts import cli as account_cli
+
+        with app.test_request_context(), force_locale("en"):
+            return account_cli.user(app, args)
     if command in ("export", "import", "receipt"):
         from flask_babel import force_locale
 

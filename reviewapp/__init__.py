@@ -6,6 +6,7 @@ security, blueprints.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import secrets
 from pathlib import Path
@@ -34,6 +35,12 @@ def create_app(test_config: dict | None = None) -> Flask:
         REVIEWS_PER_PAGE=50,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
+        # Behind HTTPS (a centre's LAN server with TLS), cookies must not travel in clear.
+        SESSION_COOKIE_SECURE=os.environ.get("REVIEWAPP_SECURE_COOKIES") == "1",
+        PERMANENT_SESSION_LIFETIME=dt.timedelta(hours=8),
+        SESSION_IDLE_MINUTES=60,
+        KIOSK_IDLE_MINUTES=10,
+        PASSWORD_HASH_METHOD="scrypt",
     )
     if test_config:
         app.config.from_mapping(test_config)
@@ -54,6 +61,8 @@ def create_app(test_config: dict | None = None) -> Flask:
     security.init_app(app)
     errors.init_app(app)
 
+    from reviewapp.accounts import views as account_views
+    from reviewapp.accounts.access import guard
     from reviewapp.exchange import views as exchange_views
     from reviewapp.node import views as node_views
     from reviewapp.reviews import views as review_views
@@ -61,7 +70,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(node_views.bp)
     app.register_blueprint(review_views.bp)
     app.register_blueprint(exchange_views.bp)
+    app.register_blueprint(account_views.bp)
     app.before_request(node_views.require_setup)
+    app.before_request(guard)
     app.add_url_rule("/", endpoint="index", view_func=review_views.index)
     return app
 

@@ -343,7 +343,44 @@ class RecordTable(Table):
     update_multiple = update
 
 
-class Store:
+class Accounts:
+    """Users and the audit log (mixed into :class:`Store`)."""
+
+    def find_user(self, username: str) -> Doc | None:
+        return self._get("users", username)
+
+    def list_users(self) -> list[Doc]:
+        return sorted((_copy(u) for u in self._all("users").values()), key=lambda u: u["username"])
+
+    def count_admins(self) -> int:
+        return sum(
+            1 for u in self._all("users").values() if u["role"] == "admin" and not u.get("disabled")
+        )
+
+    def add_user(self, user: Doc) -> None:
+        with self.atomic():
+            if self._tables["users"].contains(doc_id=user["username"]):
+                raise Conflict(f"user {user['username']} already exists")
+            self._put("users", {user["username"]: user})
+
+    def save_user(self, user: Doc) -> None:
+        self._put("users", {user["username"]: user})
+
+    def add_audit(self, entry: Doc) -> None:
+        """Append to the audit log; entries are never changed or removed."""
+        with self.atomic():
+            if self._tables["audit"].contains(doc_id=entry["id"]):
+                raise Conflict(f"audit entry {entry['id']} exists")
+            self._put("audit", {entry["id"]: entry})
+
+    def list_audit(self, limit: int | None = None) -> list[Doc]:
+        """The audit log, newest first."""
+        keys = sorted(self._all("audit"), reverse=True)[:limit]
+        entries = self._all("audit")
+        return [_copy(entries[k]) for k in keys]
+
+
+class Store(Accounts):
     """The node's records, one TinyDB file per collection under ``folder``.
 
     Every method takes and returns plain dicts that the caller owns: documents are
@@ -363,6 +400,8 @@ class Store:
         "deliveries",  # receipts: what another node confirmed it holds, by revision id
         "forms",  # form definitions received in bundles, by form key
         "keys",  # signing keys this node trusts, by fingerprint
+        "users",  # accounts, by user name
+        "audit",  # the audit log, append-only, by time-ordered id
     )
 
     def __init__(self, folder: str | Path, compact_min_bytes: int = 16 * 2**20) -> None:
@@ -528,6 +567,9 @@ class Store:
             for key, value in active:
                 if key == "status":
                     if review["status"] != value:
+                        return False
+                elif key == "author":
+                    if review.get("author") != value:
                         return False
                 elif key == "archived":
                     if bool(review.get("archived_at")) != (value == "yes"):

@@ -13,6 +13,9 @@ from reviewapp import REPO_ROOT, create_app
 from reviewapp.formdefs import load_catalogue
 
 TOKEN_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
+# Password hashing at full strength takes ~0.1 s; tests hash hundreds of times.
+FAST = {"PASSWORD_HASH_METHOD": "pbkdf2:sha256:1000"}
+PASSWORD = "correct horse battery"
 
 COMPLETE_OBSERVATION = {
     "title": "Radios incompatibles con la red de la misión",
@@ -119,7 +122,7 @@ def form(catalogue):
 
 @pytest.fixture
 def app(tmp_path: Path):
-    app = create_app({"DATA_DIR": str(tmp_path / "data"), "TESTING": True})
+    app = create_app({"DATA_DIR": str(tmp_path / "data"), "TESTING": True, **FAST})
     yield app
     app.extensions["store"].close()
 
@@ -146,11 +149,26 @@ class Web:
         return self.client.post(url, data={**(data or {}), "csrf_token": match.group(1)}, **kwargs)
 
     def set_up_node(self, language="es", country="UY", level="field", name="URUBATT portátil 3"):
+        admin = {
+            "username": "admin",
+            "display_name": "Cap. Admin",
+            "password": PASSWORD,
+            "password_again": PASSWORD,
+        }
         response = self.post(
-            "/setup", {"name": name, "country": country, "level": level, "language": language}
+            "/setup",
+            {"name": name, "country": country, "level": level, "language": language, **admin},
         )
         assert response.status_code == 302, response.get_data(as_text=True)
         return response
+
+    def login(self, username: str, password: str = PASSWORD, **extra):
+        return self.post(
+            "/login", {"username": username, "password": password, **extra}, page="/login"
+        )
+
+    def logout(self):
+        return self.post("/logout", page="/account")
 
     def start_review(self, language="es") -> str:
         response = self.post("/reviews/new", {"language": language})
@@ -173,6 +191,38 @@ def web(app):
 
 @pytest.fixture
 def node_web(web):
-    """A web client on a node that is already set up, in Spanish."""
+    """A web client on a node that is already set up, in Spanish, signed in as admin."""
     web.set_up_node()
     return web
+
+
+def add_user(app, username: str, role: str, pin: str | None = None) -> dict:
+    from reviewapp.accounts import operations
+
+    values = {
+        "username": username,
+        "display_name": username.title(),
+        "role": role,
+        "password": PASSWORD,
+    }
+    return operations.create_user(
+        app.extensions["store"],
+        {**values, **({"pin": pin} if pin else {})},
+        "test",
+        FAST["PASSWORD_HASH_METHOD"],
+    )
+
+
+@pytest.fixture
+def as_role(app, node_web):
+    """``as_role("contributor", "ana")``: a fresh client signed in with that role."""
+
+    def make(role: str, username: str | None = None) -> Web:
+        username = username or role
+        if app.extensions["store"].find_user(username) is None:
+            add_user(app, username, role)
+        client = Web(app.test_client())
+        assert client.login(username).status_code == 302
+        return client
+
+    return make

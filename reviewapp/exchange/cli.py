@@ -142,7 +142,7 @@ def receipt(app, args) -> int:
             print(f"error: {out} exists; choose a new file name", file=sys.stderr)
             return 2
         data = operations.make_receipt(
-            store, node, keys.NodeKey(app.config["DATA_DIR"]), args.for_node
+            store, node, keys.NodeKey(app.config["DATA_DIR"]), args.for_node, _who()
         )
         out.write_bytes(data)
         held = json.loads(data)["held"]
@@ -153,7 +153,9 @@ def receipt(app, args) -> int:
         print(f"error: no such file {path}", file=sys.stderr)
         return 2
     try:
-        result = operations.apply_receipt(store, node, path.read_bytes(), archive=args.archive)
+        result = operations.apply_receipt(
+            store, node, path.read_bytes(), archive=args.archive, who=_who()
+        )
     except operations.ReceiptError as exc:
         print(f"refused: {exc}", file=sys.stderr)
         return REFUSED

@@ -29,6 +29,7 @@ from flask_babel import lazy_gettext as _l
 from marshmallow import ValidationError
 
 from reviewapp import __version__
+from reviewapp.accounts.operations import audit
 from reviewapp.exchange import keys
 from reviewapp.exchange.bundle import Bundle, BundleError, read_bundle, write_bundle
 from reviewapp.formdefs import (
@@ -252,6 +253,8 @@ def export_bundle(
         "who": who,
     }
     store.add_export(entry)
+    audit(store, "export", who, bundle_id=entry["id"], reviews=len(records), level=options.level,
+          destination=options.destination, anonymised=options.anonymise)  # fmt: skip
     return entry
 
 
@@ -506,6 +509,8 @@ def apply_import(store: Store, catalogue: Catalogue, plan: ImportPlan, who: str)
     }
     forms = {key: form.embedded() for key, form in plan.forms.items()}
     store.apply_import(entry, reviews, archived, conflicts, quarantined, forms)
+    audit(store, "import", who, import_id=import_id, bundle_sha256=plan.bundle.sha256,
+          source=source["name"], **plan.counts())  # fmt: skip
     for form in plan.forms.values():
         catalogue.forms.setdefault(form.key, form)
     return entry
@@ -607,6 +612,7 @@ def resolve_conflict(store: Store, conflict_id: str, keep: str, who: str) -> dic
         "resolved_by": who,
     }
     store.resolve_conflict(resolved, current, archive, expected_hash=held["content_hash"])
+    audit(store, "conflict_resolved", who, review_id=conflict["review_id"], kept=keep)
     return resolved
 
 
@@ -615,7 +621,9 @@ def resolve_conflict(store: Store, conflict_id: str, keep: str, who: str) -> dic
 RECEIPT_FORMAT = "deployment-review-receipt"
 
 
-def make_receipt(store: Store, node: dict, node_key: keys.NodeKey, for_node_id: str) -> bytes:
+def make_receipt(
+    store: Store, node: dict, node_key: keys.NodeKey, for_node_id: str, who: str = "system"
+) -> bytes:
     """A signed list of the revisions this node holds that came from ``for_node_id``."""
     held = []
     for review in store.iter_reviews():
@@ -645,6 +653,7 @@ def make_receipt(store: Store, node: dict, node_key: keys.NodeKey, for_node_id: 
         },
     }
     signed = orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+    audit(store, "receipt_made", who, for_node=for_node_id, reviews=len(held))
     return orjson.dumps(
         {**body, "signature": node_key.sign(signed)},
         option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS,
@@ -655,7 +664,9 @@ class ReceiptError(ValueError):
     """A receipt that cannot be used; nothing was changed."""
 
 
-def apply_receipt(store: Store, node: dict, data: bytes, archive: bool = False) -> dict:
+def apply_receipt(
+    store: Store, node: dict, data: bytes, archive: bool = False, who: str = "system"
+) -> dict:
     """Mark the reviews a receipt lists as delivered; optionally archive them.
 
     :returns: counts of delivered, archived and unmatched entries, and the issuer.
@@ -716,6 +727,14 @@ def apply_receipt(store: Store, node: dict, data: bytes, archive: bool = False) 
     with store.atomic():
         store.record_deliveries(deliveries)
         archived = store.archive_reviews(archivable, stamp) if archive else 0
+    audit(
+        store,
+        "receipt_applied",
+        who,
+        issuer=receipt["issuer"].get("name"),
+        delivered=len(deliveries),
+        archived=archived,
+    )
     return {
         "delivered": len(deliveries),
         "archived": archived,

@@ -22,6 +22,8 @@ from flask import (
 from flask_babel import gettext as _
 
 from reviewapp import get_catalogue, get_store
+from reviewapp.accounts.access import allow, current_user
+from reviewapp.accounts.views import who
 from reviewapp.exchange import keys, operations
 from reviewapp.exchange.bundle import BundleError, read_bundle
 from reviewapp.formdefs import current_language
@@ -42,10 +44,11 @@ def _incoming() -> Path:
 
 
 def _who() -> str:
-    return f"web:{request.remote_addr or 'local'}"
+    return who()
 
 
 @bp.get("/")
+@allow("analyst", "admin")
 def index():
     store = get_store()
     node = store.find_node()
@@ -62,6 +65,7 @@ def index():
 
 
 @bp.post("/export")
+@allow("analyst", "admin")
 def export():
     store, catalogue = get_store(), get_catalogue()
     node = store.find_node()
@@ -97,6 +101,7 @@ def export():
 
 
 @bp.post("/import")
+@allow("analyst", "admin")
 def upload():
     """Stage uploaded bundles and show what importing them would do."""
     files = [f for f in request.files.getlist("bundles") if f and f.filename]
@@ -126,6 +131,7 @@ def upload():
 
 
 @bp.post("/import/apply")
+@allow("analyst", "admin")
 def apply():
     store, catalogue = get_store(), get_catalogue()
     applied = 0
@@ -162,6 +168,7 @@ def apply():
 
 
 @bp.get("/imports")
+@allow("analyst", "admin")
 def imports():
     store = get_store()
     return render_template(
@@ -170,11 +177,13 @@ def imports():
 
 
 @bp.get("/conflicts")
+@allow("analyst", "admin")
 def conflicts():
     return render_template("exchange/conflicts.html", conflicts=get_store().list_conflicts())
 
 
 @bp.get("/conflicts/<conflict_id>")
+@allow("analyst", "admin")
 def conflict(conflict_id: str):
     store, catalogue = get_store(), get_catalogue()
     item = store.get_conflict(conflict_id)
@@ -184,6 +193,8 @@ def conflict(conflict_id: str):
     lang = current_language()
     differences = []
     for fdef in form.fields.values():
+        if fdef.personal and current_user()["role"] != "admin":
+            continue  # respondent name and contact: the author's and admins' only
         a, b = held["answers"].get(fdef.name), incoming["answers"].get(fdef.name)
         if a != b:
             differences.append((fdef, a, b))
@@ -198,6 +209,7 @@ def conflict(conflict_id: str):
 
 
 @bp.post("/conflicts/<conflict_id>/resolve")
+@allow("analyst", "admin")
 def resolve(conflict_id: str):
     keep = request.form.get("keep")
     if keep not in ("held", "incoming"):
@@ -208,18 +220,20 @@ def resolve(conflict_id: str):
 
 
 @bp.get("/quarantine")
+@allow("analyst", "admin")
 def quarantine():
     return render_template("exchange/quarantine.html", entries=get_store().list_quarantine())
 
 
 @bp.post("/receipts/make")
+@allow("analyst", "admin")
 def make_receipt():
     store = get_store()
     node = store.find_node()
     for_node = request.form.get("for_node", "")
     if for_node not in {s["id"] for s in operations.list_source_nodes(store, node)}:
         abort(400)
-    data = operations.make_receipt(store, node, keys.NodeKey(_data_dir()), for_node)
+    data = operations.make_receipt(store, node, keys.NodeKey(_data_dir()), for_node, _who())
     folder = Path(tempfile.mkdtemp(dir=_data_dir()))
     path = folder / f"receipt-{for_node[:8]}-{operations.now()[:10]}.json"
     path.write_bytes(data)
@@ -231,6 +245,7 @@ def make_receipt():
 
 
 @bp.post("/receipts/apply")
+@allow("analyst", "admin")
 def apply_receipt():
     upload = request.files.get("receipt")
     if not upload or not upload.filename:
@@ -239,7 +254,11 @@ def apply_receipt():
     store = get_store()
     try:
         result = operations.apply_receipt(
-            store, store.find_node(), upload.read(), archive=request.form.get("archive") == "yes"
+            store,
+            store.find_node(),
+            upload.read(),
+            archive=request.form.get("archive") == "yes",
+            who=_who(),
         )
     except operations.ReceiptError as exc:
         flash(str(exc), "error")

@@ -7,6 +7,7 @@ import uuid
 from flask_babel import lazy_gettext as _l
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
+from reviewapp.accounts import operations as accounts
 from reviewapp.errors import ValidationFailed
 from reviewapp.formdefs import LANGUAGES, MESSAGES, Catalogue, flatten_errors
 from reviewapp.reviews.operations import now
@@ -44,6 +45,7 @@ def _schema(catalogue: Catalogue) -> Schema:
             validate=choice(LANGUAGES, error=MESSAGES["choice"]),
             error_messages=required,
         )
+        kiosk = fields.Boolean(load_default=False)
 
     return NodeSchema()
 
@@ -60,19 +62,37 @@ def clean_settings(catalogue: Catalogue, data: dict) -> dict:
         raise ValidationFailed(flatten_errors(exc.messages)) from None
 
 
-def set_up_node(store: Store, catalogue: Catalogue, data: dict) -> dict:
-    """First-run setup: give this installation its stable id and its settings."""
-    settings = clean_settings(catalogue, data)
+def set_up_node(
+    store: Store, catalogue: Catalogue, data: dict, admin: dict, hash_method: str
+) -> tuple[dict, dict]:
+    """First-run setup: this installation's identity, settings and first administrator.
+
+    :param admin: ``username``, ``display_name``, ``password``, ``password_again``.
+    :raises ValidationFailed: keyed by field; nothing is stored.
+    """
+    errors = {}
+    try:
+        settings = clean_settings(catalogue, data)
+    except ValidationFailed as exc:
+        errors.update(exc.errors)
+    admin_values = {**admin, "role": "admin"}
+    errors.update(accounts.check_new_user(store, admin_values))
+    if errors:
+        raise ValidationFailed(errors)
     if store.find_node() is not None:
         raise ValidationFailed({"name": [str(_l("This node is already set up."))]})
-    node = {"id": str(uuid.uuid4()), "created_at": now(), **settings}
-    return store.save_node(node)
+    user = accounts.create_user(store, admin_values, "setup", hash_method)
+    node = store.save_node({"id": str(uuid.uuid4()), "created_at": now(), **settings})
+    accounts.audit(store, "node_set_up", user["username"], node_id=node["id"], name=node["name"])
+    return node, user
 
 
-def update_node(store: Store, catalogue: Catalogue, data: dict) -> dict:
-    """Change name, country, level or language; the node id never changes."""
+def update_node(store: Store, catalogue: Catalogue, data: dict, who: str) -> dict:
+    """Change name, country, level, language or kiosk mode; the node id never changes."""
     settings = clean_settings(catalogue, data)
     node = store.find_node()
     if node is None:
         raise ValidationFailed({"name": [str(_l("This node is not set up yet."))]})
-    return store.save_node({**node, **settings, "updated_at": now()})
+    saved = store.save_node({**node, **settings, "updated_at": now()})
+    accounts.audit(store, "settings_changed", who, **{k: settings[k] for k in sorted(settings)})
+    return saved

@@ -16,6 +16,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
 from reviewapp import __version__, get_catalogue, get_store
+from reviewapp.accounts.access import allow, sign_in
 from reviewapp.errors import ValidationFailed
 from reviewapp.formdefs import LANGUAGES
 from reviewapp.node import operations
@@ -29,7 +30,12 @@ LABELS = {
     "country": _l("Country"),
     "level": _l("Level"),
     "language": _l("Default language"),
+    "username": _l("User name"),
+    "display_name": _l("Full name"),
+    "password": _l("Password"),
+    "password_again": _l("Password again"),
 }
+ADMIN_FIELDS = ("username", "display_name", "password", "password_again")
 
 
 @bp.app_context_processor
@@ -47,6 +53,12 @@ def _render(template: str, values: dict, errors: dict, **extra):
         choices=get_catalogue().choices,
         **extra,
     ), 422 if errors else 200
+
+
+def accounts_who() -> str:
+    from reviewapp.accounts.views import who
+
+    return who()
 
 
 def require_setup():
@@ -67,18 +79,24 @@ def setup():
     if request.method == "POST":
         values = request.form.to_dict()
         values.pop("csrf_token", None)
+        admin = {k: values.pop(k, "") for k in ADMIN_FIELDS}
         try:
-            node = operations.set_up_node(store, get_catalogue(), values)
+            node, user = operations.set_up_node(
+                store, get_catalogue(), values, admin, current_app.config["PASSWORD_HASH_METHOD"]
+            )
         except ValidationFailed as exc:
             errors = exc.errors
+            values.update(username=admin["username"], display_name=admin["display_name"])
         else:
             session["lang"] = node["language"]
+            sign_in(user, kiosk=False)
             flash(_("This node is ready. You can start a deployment review."), "success")
             return redirect(url_for("reviews.new"))
     return _render("node/setup.html", values, errors)
 
 
 @bp.route("/settings", methods=["GET", "POST"])
+@allow("admin")
 def settings():
     store = get_store()
     node = store.find_node()
@@ -87,7 +105,7 @@ def settings():
         values = request.form.to_dict()
         values.pop("csrf_token", None)
         try:
-            operations.update_node(store, get_catalogue(), values)
+            operations.update_node(store, get_catalogue(), values, accounts_who())
         except ValidationFailed as exc:
             errors = exc.errors
         else:

@@ -60,10 +60,12 @@ def new_review(form: FormDefinition, node: dict, answers: dict | None = None) ->
     }
 
 
-def start_review(store: Store, catalogue: Catalogue, node: dict, language: str) -> dict:
+def start_review(
+    store: Store, catalogue: Catalogue, node: dict, language: str, author: str
+) -> dict:
     """Open a new draft in the latest version of the deployment review form."""
     form = catalogue.latest(FORM_ID)
-    return store.add_review(new_review(form, node, {"language": language}))
+    return store.add_review({**new_review(form, node, {"language": language}), "author": author})
 
 
 def _clean(form: FormDefinition, answers: dict, mode: str) -> dict:
@@ -137,7 +139,7 @@ def submit_review(
     return store.replace_review(submitted, saved["content_hash"])
 
 
-def revise_review(store: Store, review_id: str) -> dict:
+def revise_review(store: Store, review_id: str, editor: str | None = None) -> dict:
     """Open a new draft revision of a submitted review; the submitted one is kept."""
     review = store.get_review(review_id)
     if review["status"] != SUBMITTED:
@@ -151,6 +153,7 @@ def revise_review(store: Store, review_id: str) -> dict:
         "status": DRAFT,
         "submitted_at": None,
         "updated_at": now(),
+        "editor": editor or review.get("author"),
     }
     # One write: the submitted revision goes to history as the draft replaces it.
     return store.replace_review(draft, review["content_hash"], archive=review)

@@ -9,6 +9,7 @@ from flask_babel import format_date, format_datetime
 from flask_babel import gettext as _
 
 from reviewapp import get_catalogue, get_store
+from reviewapp.accounts.access import EVERYONE, allow, current_user
 from reviewapp.errors import ValidationFailed
 from reviewapp.formdefs import (
     LANGUAGES,
@@ -25,14 +26,49 @@ bp = Blueprint("reviews", __name__, url_prefix="/reviews", template_folder="temp
 LIST_FILTERS = ("status", "country", "operation", "personnel_category", "archived")
 
 
+WRITERS = ("contributor", "analyst", "admin")
+
+
+def can_read(user: dict, review: dict) -> bool:
+    """Contributors read their own reviews; viewers read submitted ones; analysts all."""
+    if user["role"] in ("analyst", "admin"):
+        return True
+    if user["role"] == "viewer":
+        return review["status"] == "submitted"
+    return review.get("author") == user["username"]
+
+
+def can_edit(user: dict, review: dict) -> bool:
+    return review.get("editor", review.get("author")) == user["username"]
+
+
+def shows_personal(user: dict, review: dict) -> bool:
+    """Respondent name and contact: only for the author and administrators."""
+    return user["role"] == "admin" or review.get("author") == user["username"]
+
+
+def _readable(review_id: str) -> dict:
+    review = get_store().get_review(review_id)
+    if not can_read(current_user(), review):
+        abort(404)  # the same answer as for a review that does not exist
+    return review
+
+
+@allow(*EVERYONE)
 def index():
     return redirect(url_for("reviews.list_reviews"))
 
 
 @bp.get("/")
+@allow(*EVERYONE)
 def list_reviews():
     store, catalogue = get_store(), get_catalogue()
     filters = {k: request.args.get(k, "") for k in LIST_FILTERS}
+    user = current_user()
+    if user["role"] == "contributor":
+        filters["author"] = user["username"]
+    elif user["role"] == "viewer":
+        filters["status"] = "submitted"
     # Reviews archived after delivery are out of the way unless asked for.
     filters["archived"] = {"": "no", "all": ""}.get(filters["archived"], filters["archived"])
     page = request.args.get("page", 1, type=int) or 1
@@ -52,21 +88,27 @@ def list_reviews():
 
 
 @bp.route("/new", methods=["GET", "POST"])
+@allow(*WRITERS)
 def new():
     if request.method == "POST":
         language = request.form.get("language")
         if language not in LANGUAGES:
             language = current_language()
         node = get_store().find_node()
-        review = operations.start_review(get_store(), get_catalogue(), node, language)
+        review = operations.start_review(
+            get_store(), get_catalogue(), node, language, current_user()["username"]
+        )
         return redirect(url_for("reviews.edit", review_id=review["id"]))
     return render_template("reviews/new.html", languages=get_catalogue().choices["languages"])
 
 
 @bp.route("/<review_id>/edit", methods=["GET", "POST"])
+@allow(*WRITERS)
 def edit(review_id: str):
     store, catalogue = get_store(), get_catalogue()
-    review = store.get_review(review_id)
+    review = _readable(review_id)
+    if review["status"] == operations.DRAFT and not can_edit(current_user(), review):
+        abort(403)
     if review["status"] != operations.DRAFT:
         return redirect(url_for("reviews.detail", review_id=review_id))
     form = operations.form_of(catalogue, review)
@@ -129,15 +171,18 @@ def _render_edit(form, review, answers, etag, errors, status=200):
 
 
 @bp.get("/<review_id>")
+@allow(*EVERYONE)
 def detail(review_id: str):
     store = get_store()
-    review = store.get_review(review_id)
+    review = _readable(review_id)
     return _render_detail(review, store.list_revisions(review_id))
 
 
 @bp.get("/<review_id>/revisions/<revision_id>")
+@allow(*EVERYONE)
 def revision(review_id: str, revision_id: str):
     store = get_store()
+    _readable(review_id)
     old = store.get_revision(revision_id)
     if old["id"] != review_id:
         abort(404)
@@ -157,12 +202,23 @@ def _render_detail(review, revisions, archived=False):
         archived=archived,
         conflicts=conflicts,
         delivery=delivery,
+        personal=shows_personal(current_user(), review),
+        can_edit=can_edit(current_user(), review),
+        can_revise=current_user()["role"] in ("analyst", "admin")
+        or review.get("author") == current_user()["username"],
     )
 
 
 @bp.post("/<review_id>/revise")
+@allow(*WRITERS)
 def revise(review_id: str):
-    operations.revise_review(get_store(), review_id)
+    review = _readable(review_id)
+    if (
+        current_user()["role"] == "contributor"
+        and review.get("author") != current_user()["username"]
+    ):
+        abort(403)
+    operations.revise_review(get_store(), review_id, current_user()["username"])
     flash(_("A new revision is open for editing; the submitted one is kept."), "success")
     return redirect(url_for("reviews.edit", review_id=review_id))
 

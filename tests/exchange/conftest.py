@@ -12,7 +12,7 @@ import pytest
 from reviewapp import create_app
 from reviewapp.exchange import keys, operations
 from reviewapp.reviews import operations as reviews
-from tests.conftest import make_answers, make_observation
+from tests.conftest import FAST, Web, add_user, make_answers, make_observation
 
 
 @dataclass
@@ -38,7 +38,7 @@ class Node:
 
     def submit(self, **answers) -> dict:
         """A review filled and submitted on this node."""
-        draft = reviews.start_review(self.store, self.catalogue, self.node, "es")
+        draft = reviews.start_review(self.store, self.catalogue, self.node, "es", "officer")
         return reviews.submit_review(
             self.store, self.catalogue, draft["id"], make_answers(**answers), draft["content_hash"]
         )
@@ -48,6 +48,14 @@ class Node:
         return reviews.submit_review(
             self.store, self.catalogue, review_id, make_answers(**answers), draft["content_hash"]
         )
+
+    def web(self, role: str = "analyst") -> Web:
+        """A client signed in on this node with the given role."""
+        if self.store.find_user(role) is None:
+            add_user(self.app, role, role)
+        client = Web(self.app.test_client())
+        assert client.login(role).status_code == 302
+        return client
 
     def export(self, path: Path, **options) -> dict:
         return operations.export_bundle(
@@ -74,7 +82,7 @@ class Node:
 
 def _node(tmp_path: Path, name: str, country: str, level: str) -> Node:
     folder = tmp_path / name
-    app = create_app({"DATA_DIR": str(folder), "TESTING": True})
+    app = create_app({"DATA_DIR": str(folder), "TESTING": True, **FAST})
     app.extensions["store"].save_node(
         {
             "id": str(uuid.uuid4()),

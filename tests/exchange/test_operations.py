@@ -172,7 +172,7 @@ def test_export_respects_consent_sensitivity_and_dates(field, tmp_path):
 def test_drafts_are_not_exported_but_the_last_submitted_revision_is(field, tmp_path):
     from reviewapp.reviews import operations as reviews
 
-    reviews.start_review(field.store, field.catalogue, field.node, "es")
+    reviews.start_review(field.store, field.catalogue, field.node, "es", "officer")
     review = field.submit(contingent="submitted one")
     reviews.revise_review(field.store, review["id"])  # a new draft on top
     records, excluded = operations.select_for_export(

@@ -13,7 +13,7 @@ from tests.exchange.test_operations import _rewrite_bundle
 
 
 def web_for(node) -> Web:
-    return Web(node.app.test_client())
+    return node.web("analyst")
 
 
 def text(response) -> str:
