@@ -81,9 +81,8 @@ def guard():
     if endpoint is None or endpoint in PUBLIC:
         return None
     if g.user is None:
-        return redirect(
-            url_for("accounts.login", next=request.full_path if request.method == "GET" else None)
-        )
+        target = request.full_path.rstrip("?") if request.method == "GET" else None
+        return redirect(url_for("accounts.login", next=target))
     roles = getattr(current_app.view_functions[endpoint], "allowed_roles", None)
     if roles is None or g.user["role"] not in roles:
         abort(403)

@@ -189,16 +189,14 @@ def audit():
 def audit_csv():
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["at", "event", "who", "details"])
+    writer.writerow(["at", "event", "who", "username", "details"])
     for entry in reversed(get_store().list_audit()):
-        details = {k: v for k, v in entry.items() if k not in ("id", "at", "event", "who")}
-        row = [
-            entry["at"],
-            entry["event"],
-            entry["who"],
-            ";".join(f"{k}={v}" for k, v in sorted(details.items())),
-        ]
-        # Cells starting with = + - @ would be formulas in a spreadsheet.
+        details = {
+            k: v for k, v in entry.items() if k not in ("id", "at", "event", "who", "username")
+        }
+        row = [entry["at"], entry["event"], entry["who"], entry.get("username", "")]
+        row.append(";".join(f"{k}={v}" for k, v in sorted(details.items())))
+        # A cell starting with = + - @ would run as a formula in a spreadsheet.
         writer.writerow(["'" + c if c[:1] in ("=", "+", "-", "@") else c for c in map(str, row)])
     operations.audit(get_store(), "audit_exported", who())
     return Response(
