@@ -33,6 +33,9 @@ from reviewapp import create_app, demo  # noqa: E402
 from reviewapp.reviews import operations  # noqa: E402
 
 
+PASSWORD = "bench password 2026"
+
+
 def percentile(values: list[float], pct: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(pct / 100 * (len(ordered) - 1))))]
@@ -44,6 +47,9 @@ def fill(data: Path, count: int) -> dict:
     started = time.perf_counter()
     node = demo.ensure_node(store)
     demo.add_demo_reviews(store, catalogue, node, count, seed=1)
+    from reviewapp.accounts.operations import create_user
+
+    create_user(store, {"username": "bench", "display_name": "Bench", "role": "analyst", "password": PASSWORD}, "bench")
     store.compact()
     filled = time.perf_counter() - started
     size = sum(p.stat().st_size for p in data.glob("*.json"))
@@ -56,7 +62,7 @@ def bench_storage(data: Path, saves: int) -> dict:
     open_s = time.perf_counter() - started
     store, catalogue = app.extensions["store"], app.extensions["catalogue"]
     node = store.find_node()
-    review = operations.start_review(store, catalogue, node, "es")
+    review = operations.start_review(store, catalogue, node, "es", "bench")
     answers = json.loads(
         json.dumps(demo.make_review(__import__("random").Random(7), catalogue, node)["answers"])
     )
@@ -124,6 +130,10 @@ def bench_http(data: Path, saves: int) -> dict:
             except urllib.error.HTTPError as exc:
                 return exc.code, exc.headers.get("Location")
 
+        page = get("/login")
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+        status, _ = post("/login", {"csrf_token": token, "username": "bench", "password": PASSWORD})
+        assert status == 302, status
         t0 = time.perf_counter()
         listing = get("/reviews/")
         list_ms = (time.perf_counter() - t0) * 1000

@@ -58,6 +58,23 @@ PHASES = [
 ]
 
 
+def ensure_admin(store: Store, hash_method: str = "scrypt") -> str | None:
+    """On a node without accounts, create ``admin`` with a new random password.
+
+    :returns: the password (to show once), or None when accounts already exist.
+    """
+    import secrets
+
+    from reviewapp.accounts.operations import create_user
+
+    if store.list_users():
+        return None
+    password = secrets.token_urlsafe(12)
+    values = {"username": "admin", "display_name": "Demo admin", "role": "admin", "password": password}
+    create_user(store, values, "demo", hash_method)
+    return password
+
+
 def ensure_node(store: Store) -> dict:
     """The node, set up as a demo training centre if it was not set up yet."""
     node = store.find_node()
