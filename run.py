@@ -136,7 +136,9 @@ def main(argv: list[str] | None = None) -> int:
         node = demo_data.ensure_node(store)
         password = demo_data.ensure_admin(store, app.config["PASSWORD_HASH_METHOD"])
         if password:
-            print(f"created the account admin with the password {password} (change it under My account)")
+            print(
+                f"created the account admin with the password {password} (change it under My account)"
+            )
         count = demo_data.add_demo_reviews(
             store, app.extensions["catalogue"], node, args.reviews, args.seed
         )

@@ -32,7 +32,6 @@ sys.path.insert(0, str(ROOT))
 from reviewapp import create_app, demo  # noqa: E402
 from reviewapp.reviews import operations  # noqa: E402
 
-
 PASSWORD = "bench password 2026"
 
 
@@ -49,7 +48,11 @@ def fill(data: Path, count: int) -> dict:
     demo.add_demo_reviews(store, catalogue, node, count, seed=1)
     from reviewapp.accounts.operations import create_user
 
-    create_user(store, {"username": "bench", "display_name": "Bench", "role": "analyst", "password": PASSWORD}, "bench")
+    create_user(
+        store,
+        {"username": "bench", "display_name": "Bench", "role": "analyst", "password": PASSWORD},
+        "bench",
+    )
     store.compact()
     filled = time.perf_counter() - started
     size = sum(p.stat().st_size for p in data.glob("*.json"))

@@ -70,7 +70,12 @@ def ensure_admin(store: Store, hash_method: str = "scrypt") -> str | None:
     if store.list_users():
         return None
     password = secrets.token_urlsafe(12)
-    values = {"username": "admin", "display_name": "Demo admin", "role": "admin", "password": password}
+    values = {
+        "username": "admin",
+        "display_name": "Demo admin",
+        "role": "admin",
+        "password": password,
+    }
     create_user(store, values, "demo", hash_method)
     return password
 
