@@ -8,6 +8,7 @@
     python run.py import FILE_OR_DIR... import bundles (--dry-run to preview, --json)
     python run.py receipt make|apply    receipts: what a centre holds from a laptop
     python run.py user add|reset-password   accounts (e.g. a forgotten admin password)
+    python run.py report --scope alcopaz --from 2023-01-01 --to 2024-12-31 --lang es --out r.pdf
 
 Exit codes: 0 done; 2 bad arguments; 3 refused or nothing to do (export with no
 matching review, a bundle or receipt refused); 1 an unexpected error.
@@ -80,6 +81,41 @@ def main(argv: list[str] | None = None) -> int:
     apply.add_argument("file")
     apply.add_argument("--archive", action="store_true", help="also archive the delivered reviews")
 
+    report = sub.add_parser("report", help="write a lessons report (PDF, or HTML with --html)")
+    report.add_argument(
+        "--scope", choices=["alcopaz", "relacopaz", "lac", "countries"], default="alcopaz"
+    )
+    report.add_argument(
+        "--country",
+        action="append",
+        default=[],
+        help="ISO code; repeat; one country makes a national report",
+    )
+    report.add_argument(
+        "--from", dest="date_from", type=_date, help="deployments ended on or after (YYYY-MM-DD)"
+    )
+    report.add_argument(
+        "--to", dest="date_to", type=_date, help="deployments ended on or before (YYYY-MM-DD)"
+    )
+    report.add_argument("--operation", action="append", default=[], help="operation code; repeat")
+    report.add_argument(
+        "--category", action="append", default=[], help="personnel category; repeat"
+    )
+    report.add_argument("--area", action="append", default=[], help="functional area; repeat")
+    report.add_argument(
+        "--max-sensitivity",
+        choices=["unclassified", "confidential", "strictly_confidential"],
+        default="unclassified",
+    )
+    report.add_argument("--lang", choices=["es", "pt", "en", "fr"], default="es")
+    report.add_argument(
+        "--annex", type=int, default=150, help="observations in the annex at most (default 150)"
+    )
+    report.add_argument(
+        "--html", action="store_true", help="write the HTML twin instead of the PDF"
+    )
+    report.add_argument("--out", required=True, help="the file to write")
+
     users = sub.add_parser("user", help="add an account or reset a password")
     usub = users.add_subparsers(dest="user_command", required=True)
     add = usub.add_parser("add", help="create an account")
@@ -109,6 +145,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     command = args.command or "serve"
+    if command == "report":
+        from reviewapp.reports import cli as report_cli
+
+        with app.test_request_context():
+            return report_cli.report(app, args)
     if command == "user":
         from flask_babel import force_locale
 

@@ -65,12 +65,14 @@ def create_app(test_config: dict | None = None) -> Flask:
     from reviewapp.accounts.access import guard
     from reviewapp.exchange import views as exchange_views
     from reviewapp.node import views as node_views
+    from reviewapp.reports import views as report_views
     from reviewapp.reviews import views as review_views
 
     app.register_blueprint(node_views.bp)
     app.register_blueprint(review_views.bp)
     app.register_blueprint(exchange_views.bp)
     app.register_blueprint(account_views.bp)
+    app.register_blueprint(report_views.bp)
     app.before_request(node_views.require_setup)
     app.before_request(guard)
     app.add_url_rule("/", endpoint="index", view_func=review_views.index)

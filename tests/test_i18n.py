@@ -19,10 +19,14 @@ def source_messages() -> set:
     method_map = [("**.py", "python"), ("**/templates/**.html", "jinja2")]
     keywords = {"_": None, "gettext": None, "ngettext": (1, 2), "_l": None, "lazy_gettext": None}
     found = set()
-    for _file, _line, message, _comments, _ctx in extract_from_dir(
-        str(REPO_ROOT / "reviewapp"), method_map=method_map, keywords=keywords
+    for folder, methods in (
+        (REPO_ROOT / "reviewapp", method_map),
+        (REPO_ROOT / "reports", [("**/template.html", "jinja2")]),
     ):
-        found.add(message[0] if isinstance(message, tuple) else message)
+        for _file, _line, message, _comments, _ctx in extract_from_dir(
+            str(folder), method_map=methods, keywords=keywords
+        ):
+            found.add(message[0] if isinstance(message, tuple) else message)
     return found
 
 

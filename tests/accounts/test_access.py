@@ -12,6 +12,7 @@ SIGNED_IN = PUBLIC - {"anonymous"}
 WRITERS = {"contributor", "analyst", "admin"}
 ANALYSTS = {"analyst", "admin"}
 ADMINS = {"admin"}
+READERS = {"viewer", "analyst", "admin"}
 
 # Every endpoint of the app and who may use it. A route missing here fails the
 # test below, so a new page cannot be added without deciding who may open it.
@@ -40,6 +41,10 @@ EXPECTED = {
     "exchange.quarantine": ANALYSTS,
     "exchange.make_receipt": ANALYSTS,
     "exchange.apply_receipt": ANALYSTS,
+    "reports.index": READERS,
+    "reports.preview": READERS,
+    "reports.pdf": READERS,
+    "reports.stylesheet": READERS,
     "node.settings": ADMINS,
     "accounts.users": ADMINS,
     "accounts.user": ADMINS,
