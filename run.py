@@ -112,7 +112,10 @@ def main(argv: list[str] | None = None) -> int:
         "--annex", type=int, default=150, help="observations in the annex at most (default 150)"
     )
     report.add_argument(
-        "--html", action="store_true", help="write the HTML twin instead of the PDF"
+        "--format",
+        choices=["pdf", "html", "csv", "xlsx"],
+        default="pdf",
+        help="pdf (default), its html twin, or the data: csv (observations) or xlsx (reviews and observations)",
     )
     report.add_argument("--out", required=True, help="the file to write")
 

@@ -40,9 +40,27 @@ def report(app, args) -> int:
         date_to=args.date_to or "2999-12-31", operations=args.operation, categories=args.category,
         areas=args.area, max_sensitivity=args.max_sensitivity, lang=args.lang, annex_limit=args.annex,
     )  # fmt: skip
-    document, figures = operations.produce(
-        store, catalogue, node, options, "html" if args.html else "pdf", f"cli:{getpass.getuser()}"
-    )
+    who = f"cli:{getpass.getuser()}"
+    if args.format in ("csv", "xlsx"):
+        from reviewapp.accounts.operations import audit
+        from reviewapp.reports import export
+
+        review_rows, observation_rows = export.rows(operations.records(store), catalogue, options)
+        if args.format == "csv":
+            out.write_bytes(export.to_csv(observation_rows))
+        else:
+            out.write_bytes(export.to_xlsx(review_rows, observation_rows, options.lang))
+        audit(
+            store,
+            "data_exported",
+            who,
+            format=args.format,
+            scope=options.scope,
+            observations=len(observation_rows),
+        )
+        print(f"wrote {out}: {len(review_rows)} reviews, {len(observation_rows)} observations")
+        return 0
+    document, figures = operations.produce(store, catalogue, node, options, args.format, who)
     out.write_bytes(document if isinstance(document, bytes) else document.encode("utf-8"))
     t = figures["totals"]
     print(f"wrote {out}: {t['reviews']} reviews, {t['observations']} observations, "

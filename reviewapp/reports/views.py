@@ -113,6 +113,42 @@ def pdf():
     )
 
 
+@bp.get("/data.<kind>")
+@allow("analyst", "admin")
+def data(kind: str):
+    """Every observation the report's filters select, as CSV or XLSX."""
+    import io
+
+    from reviewapp.accounts.operations import audit
+    from reviewapp.reports import export
+
+    if kind not in ("csv", "xlsx"):
+        abort(404)
+    options, errors = options_from(request.args)
+    if errors:
+        page = render_template(
+            "reports/index.html", choices=get_catalogue().choices, errors=errors, args=request.args
+        )
+        return page, 422
+    store = get_store()
+    review_rows, observation_rows = export.rows(operations.records(store), get_catalogue(), options)
+    if kind == "csv":
+        body, mimetype = export.to_csv(observation_rows), "text/csv"
+    else:
+        body = export.to_xlsx(review_rows, observation_rows, options.lang)
+        mimetype = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    audit(
+        store,
+        "data_exported",
+        who(),
+        format=kind,
+        scope=options.scope,
+        observations=len(observation_rows),
+    )
+    name = f"lessons-data-{options.scope}-{options.lang}.{kind}"
+    return send_file(io.BytesIO(body), mimetype=mimetype, as_attachment=True, download_name=name)
+
+
 @bp.get("/style.css")
 @allow(*READERS)
 def stylesheet():

@@ -45,6 +45,7 @@ EXPECTED = {
     "reports.preview": READERS,
     "reports.pdf": READERS,
     "reports.stylesheet": READERS,
+    "reports.data": ANALYSTS,
     "node.settings": ADMINS,
     "accounts.users": ADMINS,
     "accounts.user": ADMINS,
@@ -87,7 +88,7 @@ def site(app, node_web):
         store, catalogue, draft["id"], make_answers(contingent="2"), again["content_hash"]
     )
     return {"review_id": draft["id"], "revision_id": first["revision_id"], "conflict_id": "none",
-            "username": "contributor", "filename": "css/app.css"}  # fmt: skip
+            "username": "contributor", "filename": "css/app.css", "kind": "csv"}  # fmt: skip
 
 
 def _client(app, role: str) -> Web:

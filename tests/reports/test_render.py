@@ -168,6 +168,37 @@ def test_report_from_the_command_line(filled, monkeypatch, tmp_path, capsys):
         == 2
     )
     assert "unknown country 'XX'" in capsys.readouterr().err
-    assert run.main(["report", "--html", "--out", str(tmp_path / "r.html")]) == 0
+    assert run.main(["report", "--format", "html", "--out", str(tmp_path / "r.html")]) == 0
+    assert run.main(["report", "--format", "xlsx", "--out", str(tmp_path / "r.xlsx")]) == 0
     events = [e["event"] for e in filled.extensions["store"].list_audit()]
-    assert events.count("report_generated") == 2
+    assert events.count("report_generated") == 2 and events.count("data_exported") == 1
+
+
+def test_data_export_holds_every_observation_and_no_personal_data(filled, as_role, node_web):
+    import csv as csv_module
+
+    from openpyxl import load_workbook
+
+    analyst = as_role("analyst")
+    response = analyst.get("/reports/data.csv?scope=lac&lang=es&country=")
+    body = response.data.decode("utf-8-sig")
+    response.close()
+    rows = list(csv_module.reader(body.splitlines()))
+    assert rows[0][:3] == ["review_id", "country", "operation"] and len(rows) == 1 + 24
+    assert {r[1] for r in rows[1:]} == {"Argentina", "Uruguay", "Perú"}
+    assert "Ana Pérez" not in body and "ana@example.org" not in body
+    response = analyst.get("/reports/data.xlsx?scope=countries&country=UY&lang=pt")
+    book = load_workbook(io.BytesIO(response.data))
+    response.close()
+    assert book.sheetnames == ["Revisões", "Observações"]
+    assert book["Revisões"].max_row == 1 + 4 and book["Observações"].max_row == 1 + 8
+    assert as_role("viewer").get("/reports/data.csv?scope=lac").status_code == 403
+
+
+def test_data_export_guards_against_formulas(filled, store, catalogue):
+    from reviewapp.reports import export
+
+    record = operations.records(store)[0]
+    record["answers"]["observations"][0]["title"] = '=HYPERLINK("http://evil")'
+    _, observation_rows = export.rows([record], catalogue, aggregate.ReportOptions(scope="lac"))
+    assert observation_rows[0][6] == '\'=HYPERLINK("http://evil")'
