@@ -815,6 +815,26 @@ def _as_list(value: Any) -> list:
     return value if isinstance(value, list) else [value]
 
 
+def display_value(fdef: FieldDef, value: Any, catalogue: Catalogue, lang: str) -> str:
+    """An answer as a reader should see it, in ``lang`` (needs an active locale for
+    "not applicable", "yes", "no" and dates)."""
+    from flask_babel import format_date, gettext
+
+    if value in (None, "", []):
+        return "—"
+    if fdef.type == "select_one":
+        return catalogue.label(fdef.choices, value, lang)
+    if fdef.type == "select_many":
+        return ", ".join(catalogue.label(fdef.choices, v, lang) for v in value)
+    if fdef.type == "rating":
+        return gettext("Not applicable") if value == "na" else f"{value} / 5"
+    if fdef.type == "yes_no":
+        return gettext("Yes") if value else gettext("No")
+    if fdef.type == "date":
+        return format_date(dt.date.fromisoformat(value), "medium")
+    return str(value)
+
+
 def describe_input(form: FormDefinition, name: str, lang: str) -> str:
     """A person's name for an input: "Deploying country", "Observation 2 — Title"."""
     flds = form.fields

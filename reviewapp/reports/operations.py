@@ -27,6 +27,56 @@ def records(store: Store) -> list[dict]:
     return found
 
 
+def review_pdf(review: dict, form, catalogue: Catalogue, lang: str, personal: bool) -> bytes:
+    """One review as a PDF; its personal fields only when the reader may see them."""
+    from reviewapp.formdefs import display_value
+
+    def shown(fdef, value):
+        return display_value(fdef, value, catalogue, lang)
+
+    heading = ("kind", "functional_area", "phase", "priority", "sensitivity")
+    with force_locale(lang):
+        a = review["answers"]
+        sections = []
+        for section in form.sections:
+            rows, observations = [], []
+            for fdef in section.fields:
+                if fdef.type == "repeat":
+                    for item in a.get(fdef.name) or []:
+                        observations.append({
+                            "title": item.get("title", ""),
+                            "meta": [shown(f, item.get(f.name)) for f in fdef.fields if f.name in heading],
+                            "rows": [(f.label_in(lang), shown(f, item.get(f.name))) for f in fdef.fields
+                                     if f.name not in ("title", *heading) and f.is_shown(item)
+                                     and item.get(f.name) not in (None, "", [])],
+                        })  # fmt: skip
+                elif fdef.is_shown(a) and (personal or not fdef.personal):
+                    rows.append((fdef.label_in(lang), shown(fdef, a.get(fdef.name))))
+            sections.append(
+                {"label": section.label[lang], "rows": rows, "observations": observations}
+            )
+        levels = [a.get("sensitivity")] + [
+            o.get("sensitivity") for o in a.get("observations") or []
+        ]
+        highest = max(
+            levels,
+            key=lambda v: aggregate.SENSITIVITY.index(v) if v in aggregate.SENSITIVITY else -1,
+        )
+        context = {
+            "title": form.title[lang],
+            "review": review,
+            "sections": sections,
+            "classification": catalogue.label("sensitivity", highest or "unclassified", lang),
+            "status": gettext("Submitted") if review["status"] == "submitted" else gettext("Draft"),
+            "generated_at": format_datetime(dt.datetime.now(dt.UTC), "long"),
+            "stylesheet": "style.css",
+        }
+        document, _refused = render.render_pdf(
+            "review", render.render_html("review", catalogue, lang, context)
+        )
+    return document
+
+
 def scope_name(catalogue: Catalogue, options: aggregate.ReportOptions) -> str:
     countries = sorted(aggregate.scope_countries(catalogue, options))
     if options.scope == "alcopaz":
@@ -85,7 +135,7 @@ def produce(store: Store, catalogue: Catalogue, node: dict, options: aggregate.R
                 (lab("observation_kinds", "issue"), lab("observation_kinds", "good_practice")),
             ),
         }
-        html = render.render_html(REPORT, report, catalogue, context)
+        html = render.render_html(REPORT, catalogue, lang, {"report": report, **context})
         document: bytes | str = html
         if output == "pdf":
             document, refused = render.render_pdf(REPORT, html)

@@ -50,14 +50,9 @@ def environment(catalogue: Catalogue, lang: str) -> Environment:
     return env
 
 
-def render_html(name: str, report: dict, catalogue: Catalogue, context: dict) -> str:
-    """The report as HTML; ``context`` adds node, generation time and stylesheet URL."""
-    lang = report["options"].lang
-    return (
-        environment(catalogue, lang)
-        .get_template(f"{name}/template.html")
-        .render(report=report, **context)
-    )
+def render_html(name: str, catalogue: Catalogue, lang: str, context: dict) -> str:
+    """A report template (``reports/<name>/template.html``) rendered with plain data."""
+    return environment(catalogue, lang).get_template(f"{name}/template.html").render(**context)
 
 
 class ReportFetcher:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
-from flask_babel import format_date, format_datetime
+from flask import Blueprint, abort, flash, redirect, render_template, request, send_file, url_for
+from flask_babel import format_datetime
 from flask_babel import gettext as _
 
 from reviewapp import get_catalogue, get_store
@@ -17,6 +17,7 @@ from reviewapp.formdefs import (
     answers_from_form,
     current_language,
     describe_input,
+    display_value,
     input_name,
 )
 from reviewapp.reviews import operations
@@ -209,6 +210,25 @@ def _render_detail(review, revisions, archived=False):
     )
 
 
+@bp.get("/<review_id>/pdf")
+@allow(*EVERYONE)
+def pdf(review_id: str):
+    """One review as a clean PDF, as its reader may see it."""
+    import io
+
+    from reviewapp.reports.operations import review_pdf
+
+    review = _readable(review_id)
+    form = operations.form_of(get_catalogue(), review)
+    document = review_pdf(
+        review, form, get_catalogue(), current_language(), shows_personal(current_user(), review)
+    )
+    name = f"deployment-review-{review['id'][:8]}-r{review['revision']}.pdf"
+    return send_file(
+        io.BytesIO(document), mimetype="application/pdf", as_attachment=True, download_name=name
+    )
+
+
 @bp.post("/<review_id>/revise")
 @allow(*WRITERS)
 def revise(review_id: str):
@@ -230,20 +250,7 @@ def _parse_time(stamp: str):
 @bp.app_template_global()
 def show_value(fdef: FieldDef, value) -> str:
     """An answer as a reader should see it, in the current language."""
-    lang = current_language()
-    if value in (None, "", []):
-        return "—"
-    if fdef.type == "select_one":
-        return get_catalogue().label(fdef.choices, value, lang)
-    if fdef.type == "select_many":
-        return ", ".join(get_catalogue().label(fdef.choices, v, lang) for v in value)
-    if fdef.type == "rating":
-        return _("Not applicable") if value == "na" else f"{value} / 5"
-    if fdef.type == "yes_no":
-        return _("Yes") if value else _("No")
-    if fdef.type == "date":
-        return format_date(dt.date.fromisoformat(value), "medium")
-    return str(value)
+    return display_value(fdef, value, get_catalogue(), current_language())
 
 
 @bp.app_template_global()

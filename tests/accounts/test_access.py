@@ -27,6 +27,7 @@ EXPECTED = {
     "reviews.list_reviews": SIGNED_IN,
     "reviews.detail": SIGNED_IN,
     "reviews.revision": SIGNED_IN,
+    "reviews.pdf": SIGNED_IN,
     "reviews.new": WRITERS,
     "reviews.edit": WRITERS,
     "reviews.revise": WRITERS,

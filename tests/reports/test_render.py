@@ -202,3 +202,22 @@ def test_data_export_guards_against_formulas(filled, store, catalogue):
     record["answers"]["observations"][0]["title"] = '=HYPERLINK("http://evil")'
     _, observation_rows = export.rows([record], catalogue, aggregate.ReportOptions(scope="lac"))
     assert observation_rows[0][6] == '\'=HYPERLINK("http://evil")'
+
+
+def test_a_review_prints_as_pdf_with_personal_data_only_for_its_author(app, node_web, as_role):
+    author = as_role("contributor", "ana")
+    review_id = author.start_review()
+    answers = make_answers(attribution="named", respondent_name="Ana Pérez Quispe",
+                           observations=[make_observation(title=PAYLOAD)])  # fmt: skip
+    author.save(review_id, answers, action="submit")
+    response = author.get(f"/reviews/{review_id}/pdf")
+    assert response.mimetype == "application/pdf"
+    text = " ".join(pages_text(response.data)).replace("\n", " ")
+    response.close()
+    assert "Ana Pérez Quispe" in text and "Radios" not in text  # the payload replaced the title
+    assert '<img src="file:///etc/passwd">' in text.replace(" ", "").replace("<imgsrc", "<img src")
+    assert "Página 1 de" in text and "Revisión de despliegue" in text
+    response = as_role("analyst").get(f"/reviews/{review_id}/pdf")
+    assert "Ana Pérez Quispe" not in " ".join(pages_text(response.data))
+    response.close()
+    assert as_role("contributor", "beto").get(f"/reviews/{review_id}/pdf").status_code == 404
