@@ -11,6 +11,7 @@ import statistics
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
+from reviewapp.bulk import paused_gc
 from reviewapp.formdefs import Catalogue
 
 SENSITIVITY = ("unclassified", "confidential", "strictly_confidential")
@@ -133,19 +134,23 @@ def gender(reviews: list[dict], catalogue: Catalogue, year: int) -> list[dict]:
     """
     targets = catalogue.reference["gender_parity_targets"]["targets"]
     year = min(max(year, 2018), 2028)
+    stated = defaultdict(lambda: [0, 0])  # category -> [respondents, women]
+    for r in reviews:
+        sex = r["answers"].get("sex")
+        if sex in ("female", "male"):
+            counts = stated[r["answers"].get("personnel_category")]
+            counts[0] += 1
+            counts[1] += sex == "female"
     rows = []
     for choice in catalogue.choices["personnel_categories"].choices:
         category = choice["value"]
-        stated = [r for r in reviews if r["answers"].get("personnel_category") == category
-                  and r["answers"].get("sex") in ("female", "male")]  # fmt: skip
-        if not stated:
+        if category not in stated:
             continue
-        women = sum(1 for r in stated if r["answers"]["sex"] == "female")
-        line = targets.get(choice.get("gender_target") or "", {})
-        target = line.get(year)
-        share = round(100 * women / len(stated), 1)
+        respondents, women = stated[category]
+        target = targets.get(choice.get("gender_target") or "", {}).get(year)
+        share = round(100 * women / respondents, 1)
         rows.append({
-            "category": category, "respondents": len(stated), "women": women, "share": share,
+            "category": category, "respondents": respondents, "women": women, "share": share,
             "target": target, "gap": None if target is None else round(share - target, 1), "year": year,
         })  # fmt: skip
     return rows
@@ -208,8 +213,9 @@ def _representative(items: list[tuple[dict, dict]]) -> dict:
     return _annex_entry(review, obs)
 
 
-def _negate(date: str) -> tuple:
-    return tuple(-ord(c) for c in date)
+def _negate(date: str) -> int:
+    """A sort key that puts later ISO dates (YYYY-MM-DD) first."""
+    return -int(date.replace("-", "")) if date else 0
 
 
 def recurring_issues(reviews: list[dict]) -> list[dict]:
@@ -314,6 +320,11 @@ def classification(reviews: list[dict]) -> str:
 
 def build(reviews: list[dict], catalogue: Catalogue, options: ReportOptions) -> dict:
     """Every figure of the report, as plain data."""
+    with paused_gc():
+        return _build(reviews, catalogue, options)
+
+
+def _build(reviews: list[dict], catalogue: Catalogue, options: ReportOptions) -> dict:
     included, excluded = select(reviews, catalogue, options)
     observations = _observations(included)
     year = int(options.date_to[:4]) if options.date_to[:4].isdigit() else 2028
