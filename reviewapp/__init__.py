@@ -76,7 +76,15 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.before_request(node_views.require_setup)
     app.before_request(guard)
     app.add_url_rule("/", endpoint="index", view_func=review_views.index)
+    app.add_url_rule("/sw.js", endpoint="service_worker", view_func=_service_worker)
     return app
+
+
+def _service_worker():
+    """Served from the root so that it may look after every page of the app."""
+    response = current_app.send_static_file("js/sw.js")
+    response.headers["Cache-Control"] = "no-cache"
+    return response
 
 
 def get_store() -> Store:

@@ -15,7 +15,7 @@ from flask_babel import gettext as _
 
 EVERYONE = ("contributor", "analyst", "viewer", "admin")
 # Open without signing in. node.setup is open only until the node is set up.
-PUBLIC = frozenset({"accounts.login", "static", "node.language", "node.setup"})
+PUBLIC = frozenset({"accounts.login", "static", "service_worker", "node.language", "node.setup"})
 
 
 def allow(*roles: str) -> Callable:

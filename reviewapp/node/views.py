@@ -24,7 +24,7 @@ from reviewapp.security import safe_next
 
 bp = Blueprint("node", __name__, template_folder="templates")
 
-OPEN_BEFORE_SETUP = {"node.setup", "node.language", "static"}
+OPEN_BEFORE_SETUP = {"node.setup", "node.language", "static", "service_worker"}
 LABELS = {
     "name": _l("Name of this installation"),
     "country": _l("Country"),

@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import datetime as dt
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, send_file, url_for
+from flask import (
+    Blueprint,
+    abort,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    send_file,
+    url_for,
+)
 from flask_babel import format_datetime
 from flask_babel import gettext as _
 
 from reviewapp import get_catalogue, get_store
 from reviewapp.accounts.access import EVERYONE, allow, current_user
 from reviewapp.errors import ValidationFailed
+from reviewapp.storage import Conflict
 from reviewapp.formdefs import (
     LANGUAGES,
     FieldDef,
@@ -169,6 +180,25 @@ def _render_edit(form, review, answers, etag, errors, status=200):
         summary=summary,
         choices=get_catalogue().choices,
     ), status
+
+
+@bp.post("/<review_id>/autosave")
+@allow(*WRITERS)
+def autosave(review_id: str):
+    """The page's background save: the same draft rules as "Save draft", answered in JSON."""
+    store, catalogue = get_store(), get_catalogue()
+    review = _readable(review_id)
+    if review["status"] != operations.DRAFT or not can_edit(current_user(), review):
+        return jsonify(status="not_editable"), 409
+    form = operations.form_of(catalogue, review)
+    answers = answers_from_form(form, request.form)
+    try:
+        saved = operations.save_draft(store, catalogue, review_id, answers, request.form.get("_etag", ""))
+    except ValidationFailed as exc:
+        return jsonify(status="invalid", errors=exc.errors), 422
+    except Conflict:
+        return jsonify(status="conflict"), 409
+    return jsonify(status="saved", etag=saved["content_hash"], saved_at=saved["updated_at"])
 
 
 @bp.get("/<review_id>")

@@ -18,6 +18,8 @@ READERS = {"viewer", "analyst", "admin"}
 # test below, so a new page cannot be added without deciding who may open it.
 EXPECTED = {
     "static": PUBLIC,
+    "service_worker": PUBLIC,
+    "reviews.autosave": WRITERS,
     "accounts.login": PUBLIC,
     "node.language": PUBLIC,
     "node.setup": PUBLIC,  # only leads back home once the node is set up
