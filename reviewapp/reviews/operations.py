@@ -98,6 +98,9 @@ def save_draft(
     review = _editable(store, review_id)
     form = form_of(catalogue, review)
     clean = _clean(form, answers, "draft")
+    if content_hash(form.key, clean) == review["content_hash"]:
+        # Already stored exactly so (the page's background save got there first).
+        return review
     updated = {
         **review,
         "answers": clean,

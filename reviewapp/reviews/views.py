@@ -21,7 +21,6 @@ from flask_babel import gettext as _
 from reviewapp import get_catalogue, get_store
 from reviewapp.accounts.access import EVERYONE, allow, current_user
 from reviewapp.errors import ValidationFailed
-from reviewapp.storage import Conflict
 from reviewapp.formdefs import (
     LANGUAGES,
     FieldDef,
@@ -32,6 +31,7 @@ from reviewapp.formdefs import (
     input_name,
 )
 from reviewapp.reviews import operations
+from reviewapp.storage import Conflict
 
 bp = Blueprint("reviews", __name__, url_prefix="/reviews", template_folder="templates")
 
@@ -193,7 +193,9 @@ def autosave(review_id: str):
     form = operations.form_of(catalogue, review)
     answers = answers_from_form(form, request.form)
     try:
-        saved = operations.save_draft(store, catalogue, review_id, answers, request.form.get("_etag", ""))
+        saved = operations.save_draft(
+            store, catalogue, review_id, answers, request.form.get("_etag", "")
+        )
     except ValidationFailed as exc:
         return jsonify(status="invalid", errors=exc.errors), 422
     except Conflict:

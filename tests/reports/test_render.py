@@ -63,6 +63,7 @@ def test_pdf_has_bookmarks_contents_and_page_numbers(filled):
     for number, text in enumerate(texts, start=1):
         assert f"Página {number} de {total}" in text
         assert "SIN CLASIFICAR" in text  # the classification on every page
+
     # The contents page sends each section to the page where it really starts. Text
     # extraction may split words at kerning ("T emas"), so compare without spaces.
     def compact(text):

@@ -66,7 +66,7 @@
     var key = "deployment-review:" + form.getAttribute("data-review-id");
     var status = document.getElementById("save-status");
     var etag = form.elements._etag;
-    var dirty = false, sending = false, timer = null;
+    var dirty = false, sending = false, timer = null, held = null;
 
     function show(state) {
       if (!status) { return; }
@@ -74,8 +74,9 @@
       status.textContent = status.getAttribute("data-" + state) || "";
     }
 
-    function keepHere() {
-      localStorage.setItem(key, JSON.stringify({ pairs: fields(form), at: Date.now() }));
+    function keepHere(submitted) {
+      var copy = { pairs: fields(form), etag: etag.value, at: Date.now(), submitted: submitted === true };
+      localStorage.setItem(key, JSON.stringify(copy));
       dirty = true;
       show("local");
     }
@@ -103,23 +104,39 @@
         }
       }).catch(function () {
         show("local"); // the server cannot be reached: the copy stays on this device
-      }).then(function () { sending = false; });
+      }).then(function () {
+        sending = false;
+        if (held) { var submitter = held; held = null; form.requestSubmit(submitter); }
+      });
     }
 
     var stored = localStorage.getItem(key);
     if (stored) {
       var copy = JSON.parse(stored);
-      if (same(copy.pairs, fields(form))) {
+      // A copy taken as the form itself was sent is obsolete once the server answered
+      // with a newer version; kept only if that sending never arrived.
+      var answered = copy.submitted && copy.etag !== etag.value;
+      if (answered || same(copy.pairs, fields(form))) {
         localStorage.removeItem(key);
       } else {
         apply(form, copy.pairs);
+        // A page served from the cache may be older than the last save: the copy knows.
+        if (copy.etag) { etag.value = copy.etag; }
         dirty = true;
         show("restored");
       }
     }
-    form.addEventListener("input", function () { clearTimeout(timer); timer = setTimeout(keepHere, 250); });
-    form.addEventListener("change", keepHere);
-    form.addEventListener("submit", function () { keepHere(); });
+    form.addEventListener("input", function () { clearTimeout(timer); timer = setTimeout(function () { keepHere(false); }, 250); });
+    form.addEventListener("change", function () { keepHere(false); });
+    form.addEventListener("submit", function (event) {
+      keepHere(true);
+      if (sending) {
+        // Let the background save finish first, so the page sends the newest etag.
+        event.preventDefault();
+        held = event.submitter || null;
+        if (!held) { held = form.querySelector("button[value='save']"); }
+      }
+    });
     window.addEventListener("online", send);
     setInterval(send, 3000);
     send();

@@ -1,0 +1,114 @@
+"""A real server process and Debian's Chromium, driven by Playwright.
+
+CI installs Chromium with apt-get (.ci/run). On a developer machine without it these
+tests are skipped with a message; under CI=true a missing browser is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from reviewapp import REPO_ROOT, create_app
+from tests.conftest import FAST, PASSWORD, add_user
+
+ARTIFACTS = REPO_ROOT / "tests" / "artifacts"
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+
+
+def chromium() -> str:
+    path = shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(path).exists():
+        message = "Debian's chromium is not installed (apt-get install chromium)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+class Server:
+    """``run.py serve`` on a free loopback port, that can be killed and started again."""
+
+    def __init__(self, data: Path) -> None:
+        self.data = data
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = None
+
+    def start(self) -> None:
+        env = {**os.environ, "REVIEWAPP_DATA": str(self.data)}
+        self.proc = subprocess.Popen(
+            [sys.executable, "run.py", "serve", "--port", str(self.port)],
+            cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(self.url + "/login", timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("the server did not start")
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def server(tmp_path):
+    data = tmp_path / "data"
+    app = create_app({"DATA_DIR": str(data), **FAST})
+    store = app.extensions["store"]
+    store.save_node({"id": "00000000-0000-4000-8000-000000000001", "name": "URUBATT portátil 3", "country": "UY",
+                     "level": "field", "language": "es", "created_at": "2026-11-01T00:00:00.000Z"})  # fmt: skip
+    add_user(app, "admin", "admin")
+    served = Server(data)
+    served.start()
+    yield served
+    if served.proc.poll() is None:
+        served.kill()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    path = chromium()
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=path, headless=True, args=CHROMIUM_FLAGS
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, server):
+    context = browser.new_context(viewport={"width": 1366, "height": 768}, locale="es-ES")
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    page.goto(server.url + "/login")
+    page.fill("#f-username", "admin")
+    page.fill("#f-password", PASSWORD)
+    page.click("button.primary")
+    page.wait_for_url("**/reviews/")
+    yield page
+    context.close()
+
+
+def shot(page, name: str) -> None:
+    """Screenshots for a person to look at (tests/artifacts, not committed)."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=False)
