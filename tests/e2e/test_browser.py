@@ -95,7 +95,7 @@ def test_offline_typing_survives_a_reload_and_is_saved_when_back(page, server):
     page.wait_for_selector("#item-observations-0")
     page.evaluate("navigator.serviceWorker.ready.then(() => true)")
     page.reload()  # now the service worker controls the page and keeps a copy of it
-    page.wait_for_function("navigator.serviceWorker.controller !== null")
+    assert page.evaluate("navigator.serviceWorker.controller !== null")
     page.context.set_offline(True)
     page.fill("#f-contingent", "SIN CONEXIÓN 1")
     page.fill("[name='observations-0-title']", "Escrito sin red")

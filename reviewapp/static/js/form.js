@@ -16,6 +16,14 @@
       update(form);
     });
     var summary = document.getElementById("error-summary");
-    if (summary) { summary.focus(); }
+    if (summary) {
+      // The errors come first: not the #fragment of the page before (which the browser
+      // would scroll to, taking the focus away from the summary).
+      if (window.location.hash) {
+        history.replaceState(null, "", window.location.pathname + window.location.search);
+      }
+      summary.focus();
+      window.addEventListener("load", function () { summary.focus(); summary.scrollIntoView(); });
+    }
   });
 })();
