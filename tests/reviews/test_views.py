@@ -325,3 +325,23 @@ def test_saving_content_that_is_already_stored_is_not_a_conflict(node_web, store
     response = node_web.save(review_id, {"contingent": "URUBATT 9"}, etag=stale)
     assert response.status_code == 302
     assert node_web.save(review_id, {"contingent": "other"}, etag=stale).status_code == 409
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/reviews/", "/reviews/new", "/settings", "/exchange/", "/reports/", "/users", "/audit"],
+)
+def test_page_titles_are_plain_text(node_web, path):
+    page = text(node_web.get(path))
+    title = re.search(r"<title>(.*?)</title>", page, re.S).group(1)
+    assert "<" not in title and title.endswith("Revisión de despliegue")
+
+
+def test_edit_page_title_is_plain_text(node_web):
+    review_id = node_web.start_review()
+    page = text(node_web.get(f"/reviews/{review_id}/edit"))
+    assert (
+        re.search(r"<title>(.*?)</title>", page, re.S).group(1)
+        == "Revisión de despliegue · Revisión de despliegue"
+    )
+    assert page.count('<template id="item-template-observations">') == 1
