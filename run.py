@@ -146,6 +146,13 @@ def main(argv: list[str] | None = None) -> int:
     except DefinitionError as exc:
         print(f"error: a form definition is broken: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        folder = os.environ.get("REVIEWAPP_DATA") or "instance"
+        print(
+            f"error: cannot use {folder} as the data folder ({exc.strerror}); give --data a folder that exists or can be created",
+            file=sys.stderr,
+        )
+        return 2
 
     command = args.command or "serve"
     if command == "report":

@@ -98,6 +98,12 @@ class ChoiceList:
     def find(self, value: Any) -> dict | None:
         return next((c for c in self.choices if c["value"] == value), None)
 
+    def rank(self, value: Any) -> int:
+        """The value's place in the list (lists of levels run lowest first); an
+        unknown value ranks above every known one."""
+        values = self.values
+        return values.index(value) if value in values else len(values)
+
     def label(self, value: Any, lang: str) -> str:
         choice = self.find(value)
         return localized(choice["label"], lang) if choice else str(value)
@@ -220,22 +226,22 @@ class Catalogue:
     def label(self, list_name: str, value: Any, lang: str) -> str:
         return self.choices[list_name].label(value, lang)
 
-    def add_received(self, embedded: dict, source: str) -> FormDefinition:
-        """Take in a definition that came inside a bundle (checked like a file).
+    def check_received(self, embedded: dict, source: str) -> FormDefinition:
+        """A definition that came inside a bundle, checked like a file: this node's own
+        copy when it is identical, else the new definition (not added here).
 
-        :raises DefinitionError: it is broken, or differs from this node's own copy
-            of the same form version.
+        :raises DefinitionError: it is broken, or differs from this node's own copy of
+            the same form version.
         """
         form = load_embedded(embedded, source)
         known = self.forms.get(form.key)
-        if known is not None:
-            if known.digest() != form.digest():
-                raise DefinitionError(
-                    source, form.key, "differs from this node's copy of the same version"
-                )
-            return known
-        self.forms[form.key] = form
-        return form
+        if known is None:
+            return form
+        if known.digest() != form.digest():
+            raise DefinitionError(
+                source, form.key, "differs from this node's copy of the same version"
+            )
+        return known
 
 
 def localized(texts: dict[str, str] | None, lang: str) -> str:

@@ -63,3 +63,11 @@ def test_cli_backup_copies_and_refuses_a_non_empty_folder(tmp_path, monkeypatch,
     assert Store(tmp_path / "copy").count_reviews() == 5
     assert run.main(["backup", "--out", str(tmp_path / "copy")]) == 2
     assert "is not empty" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("make", [lambda tmp: tmp / "a-file", lambda tmp: tmp / "a-file" / "below"])
+def test_cli_says_when_the_data_folder_cannot_be_used(tmp_path, monkeypatch, capsys, make):
+    (tmp_path / "a-file").write_text("not a folder")
+    monkeypatch.setenv("REVIEWAPP_DATA", str(make(tmp_path)))
+    assert run.main(["--data", str(make(tmp_path)), "demo", "--reviews", "3"]) == 2
+    assert "cannot use" in capsys.readouterr().err

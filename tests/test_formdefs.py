@@ -258,11 +258,11 @@ def test_embedded_definition_round_trips_and_must_match_the_local_copy(catalogue
     embedded = form.embedded()
     again = load_embedded(copy.deepcopy(embedded), "bundle.drb")
     assert again.digest() == form.digest()
-    assert catalogue.add_received(copy.deepcopy(embedded), "bundle.drb") is form
+    assert catalogue.check_received(copy.deepcopy(embedded), "bundle.drb") is form
     changed = copy.deepcopy(embedded)
     changed["definition"]["title"]["es"] = "Otra cosa"
     with pytest.raises(DefinitionError, match="differs from this node's copy"):
-        catalogue.add_received(changed, "bundle.drb")
+        catalogue.check_received(changed, "bundle.drb")
     broken = copy.deepcopy(embedded)
     broken["definition"]["sections"][0]["fields"][0]["max_length"] = "ten"
     broken["definition"]["version"] = 99

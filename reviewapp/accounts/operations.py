@@ -36,7 +36,7 @@ MESSAGES = {
     "password": _l("Use at least {n} characters."),
     "mismatch": _l("The two passwords differ."),
     "pin": _l("A PIN is 4 to 8 digits."),
-    "name": _l("Enter a name of at most 120 characters."),
+    "name": _l("Enter a name of 1 to 120 characters."),
     "last_admin": _l("The node must keep at least one active administrator."),
     "current": _l("The current password is not right."),
 }

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +32,6 @@ MAX_RATIO = 200  # uncompressed / compressed, per member
 MAX_MANIFEST_BYTES = 16 * 2**20
 MAX_LINE_BYTES = 2**20  # one review revision
 
-HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 MESSAGES = {
     "too_large": _l("The file is {size} MB; bundles of at most {limit} MB are accepted."),
@@ -93,7 +91,6 @@ class Bundle:
     manifest: dict
     records: list[dict]
     signer: dict | None = None  # {"public_key", "fingerprint", "node_id", "name"} when signed
-    errors: list[str] = field(default_factory=list)
 
 
 def write_bundle(

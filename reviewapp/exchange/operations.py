@@ -19,7 +19,6 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import orjson
 from flask_babel import lazy_gettext as _l
@@ -39,10 +38,6 @@ from reviewapp.formdefs import (
 )
 from reviewapp.reviews.operations import content_hash, now
 from reviewapp.storage import Conflict, Store
-
-# How far a review may travel: its sharing consent must reach the destination's level.
-LEVELS = ("national", "regional", "un")
-SENSITIVITY = ("unclassified", "confidential", "strictly_confidential")
 
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -88,12 +83,10 @@ class ExportOptions:
     max_sensitivity: str = "strictly_confidential"
 
 
-def _allowed(consent: str | None, level: str) -> bool:
-    return consent in LEVELS and LEVELS.index(consent) >= LEVELS.index(level)
-
-
-def _rank(sensitivity: str | None) -> int:
-    return SENSITIVITY.index(sensitivity) if sensitivity in SENSITIVITY else len(SENSITIVITY)
+def _allowed(catalogue: Catalogue, consent: str | None, level: str) -> bool:
+    """A review travels only as far as its sharing consent reaches (national < regional < un)."""
+    levels = catalogue.choices["sharing_consent"]
+    return consent in levels.values and levels.rank(consent) >= levels.rank(level)
 
 
 def _latest_submitted(store: Store, review: dict) -> dict | None:
@@ -117,12 +110,14 @@ def _origin(review: dict, node: dict) -> dict:
 
 
 def transport_record(
-    review: dict, node: dict, form: FormDefinition, options: ExportOptions
+    review: dict, node: dict, catalogue: Catalogue, options: ExportOptions
 ) -> dict | None:
     """A stored revision as a bundle line: redacted as the options ask.
 
     :returns: None when nothing of it may go (every observation above the ceiling).
     """
+    form = catalogue.get(review["form_id"], review["form_version"])
+    sensitivity = catalogue.choices["sensitivity"]
     answers = orjson.loads(orjson.dumps(review["answers"]))
     redaction = dict(review.get("redaction") or {})
     if options.anonymise:
@@ -131,9 +126,9 @@ def transport_record(
         if "attribution" in answers:
             answers["attribution"] = "anonymous"
         redaction["anonymised"] = True
-    ceiling = _rank(options.max_sensitivity)
+    ceiling = sensitivity.rank(options.max_sensitivity)
     observations = answers.get("observations") or []
-    kept = [o for o in observations if _rank(o.get("sensitivity")) <= ceiling]
+    kept = [o for o in observations if sensitivity.rank(o.get("sensitivity")) <= ceiling]
     if len(kept) < len(observations):
         if not kept:
             return None
@@ -159,10 +154,11 @@ def transport_record(
 
 def select_for_export(store: Store, catalogue: Catalogue, node: dict, options: ExportOptions):
     """The records a bundle would hold, and how many were left out and why."""
-    if options.level not in LEVELS:
-        raise ValueError(f"level must be one of {', '.join(LEVELS)}")
-    if options.max_sensitivity not in SENSITIVITY:
-        raise ValueError(f"max_sensitivity must be one of {', '.join(SENSITIVITY)}")
+    levels, sensitivity = catalogue.choices["sharing_consent"], catalogue.choices["sensitivity"]
+    if options.level not in levels.values:
+        raise ValueError(f"level must be one of {', '.join(levels.values)}")
+    if options.max_sensitivity not in sensitivity.values:
+        raise ValueError(f"max_sensitivity must be one of {', '.join(sensitivity.values)}")
     sent = store.revisions_sent_to(options.destination) if options.unsent_only else set()
     records, excluded = (
         [],
@@ -174,10 +170,10 @@ def select_for_export(store: Store, catalogue: Catalogue, node: dict, options: E
             excluded["draft"] += 1
             continue
         answers = revision["answers"]
-        if not _allowed(answers.get("sharing_consent"), options.level):
+        if not _allowed(catalogue, answers.get("sharing_consent"), options.level):
             excluded["consent"] += 1
             continue
-        if _rank(answers.get("sensitivity")) > _rank(options.max_sensitivity):
+        if sensitivity.rank(answers.get("sensitivity")) > sensitivity.rank(options.max_sensitivity):
             excluded["sensitivity"] += 1
             continue
         if options.since and (revision.get("submitted_at") or "")[:10] < options.since:
@@ -186,9 +182,7 @@ def select_for_export(store: Store, catalogue: Catalogue, node: dict, options: E
         if revision["revision_id"] in sent:
             excluded["already_sent"] += 1
             continue
-        record = transport_record(
-            revision, node, catalogue.get(revision["form_id"], revision["form_version"]), options
-        )
+        record = transport_record(revision, node, catalogue, options)
         if record is None:
             excluded["sensitivity"] += 1
             continue
@@ -366,17 +360,12 @@ def _forms_for(
     available, added = dict(catalogue.forms), {}
     for key, embedded in bundle.manifest["forms"].items():
         try:
-            form = load_embedded(embedded, f"manifest.json forms.{key}")
+            form = catalogue.check_received(embedded, f"manifest.json forms.{key}")
         except DefinitionError as exc:
             raise BundleError("bad_form", form=key, detail=exc.problem) from None
         if form.key != key:
             raise BundleError("bad_form", form=key, detail=f"it calls itself {form.key}")
-        known = available.get(key)
-        if known is not None and known.digest() != form.digest():
-            raise BundleError(
-                "bad_form", form=key, detail="it differs from this node's copy of the same version"
-            )
-        if known is None:
+        if key not in available:
             available[key] = added[key] = form
     return available, added
 
@@ -736,18 +725,12 @@ def list_source_nodes(store: Store, node: dict) -> list[dict]:
 
 
 def parse_date(text: str | None) -> str | None:
-    """``YYYY-MM-DD`` or None; anything else is refused."""
+    """``YYYY-MM-DD`` or None; anything else is refused with a ValueError."""
     if not text:
         return None
     try:
-        return (
-            dt.date.fromisoformat(text).isoformat()
-            if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text)
-            else _bad_date(text)
-        )
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+            return dt.date.fromisoformat(text).isoformat()
     except ValueError:
-        return _bad_date(text)
-
-
-def _bad_date(text: str) -> Any:
+        pass
     raise ValueError(f"{text!r} is not a date (YYYY-MM-DD)")

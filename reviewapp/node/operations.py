@@ -13,8 +13,6 @@ from reviewapp.formdefs import LANGUAGES, MESSAGES, Catalogue, flatten_errors
 from reviewapp.reviews.operations import now
 from reviewapp.storage import Store
 
-LEVELS = ("field", "centre", "regional")
-
 
 def _schema(catalogue: Catalogue) -> Schema:
     required = {"required": MESSAGES["required"]}
@@ -37,7 +35,7 @@ def _schema(catalogue: Catalogue) -> Schema:
         )
         level = fields.String(
             required=True,
-            validate=choice(LEVELS, error=MESSAGES["choice"]),
+            validate=choice(catalogue.choices["node_levels"].values, error=MESSAGES["choice"]),
             error_messages=required,
         )
         language = fields.String(

@@ -14,8 +14,6 @@ from dataclasses import dataclass, field
 from reviewapp.bulk import paused_gc
 from reviewapp.formdefs import Catalogue
 
-SENSITIVITY = ("unclassified", "confidential", "strictly_confidential")
-CONSENT = ("national", "regional", "un")
 PRIORITY = {"high": 0, "medium": 1, "low": 2}
 PHASES = (
     "selection", "predeployment_training", "deployment_induction", "operations",
@@ -63,10 +61,6 @@ def scope_countries(catalogue: Catalogue, options: ReportOptions) -> set[str]:
     return {c["value"] for c in choices}
 
 
-def _rank(value: str | None, order: tuple) -> int:
-    return order.index(value) if value in order else len(order)
-
-
 def select(
     reviews: list[dict], catalogue: Catalogue, options: ReportOptions
 ) -> tuple[list[dict], dict]:
@@ -77,7 +71,8 @@ def select(
         asked for.
     """
     countries = scope_countries(catalogue, options)
-    ceiling = _rank(options.max_sensitivity, SENSITIVITY)
+    sensitivity, consent = catalogue.choices["sensitivity"], catalogue.choices["sharing_consent"]
+    ceiling = sensitivity.rank(options.max_sensitivity)
     needed = "national" if options.national else "regional"
     included, excluded = [], Counter()
     for review in reviews:
@@ -91,15 +86,15 @@ def select(
             continue
         if options.categories and a.get("personnel_category") not in options.categories:
             continue
-        if _rank(a.get("sharing_consent"), CONSENT) < _rank(needed, CONSENT):
+        if consent.rank(a.get("sharing_consent")) < consent.rank(needed):
             excluded["consent"] += 1
             continue
-        if _rank(a.get("sensitivity"), SENSITIVITY) > ceiling:
+        if sensitivity.rank(a.get("sensitivity")) > ceiling:
             excluded["sensitivity"] += 1
             continue
         observations = []
         for o in a.get("observations") or []:
-            if _rank(o.get("sensitivity"), SENSITIVITY) > ceiling:
+            if sensitivity.rank(o.get("sensitivity")) > ceiling:
                 excluded["observations_sensitivity"] += 1
             elif not options.areas or o.get("functional_area") in options.areas:
                 observations.append(o)
@@ -310,12 +305,13 @@ def annex(reviews: list[dict], limit: int) -> dict:
     }
 
 
-def classification(reviews: list[dict]) -> str:
-    """The most sensitive level of anything the report includes."""
+def classification(reviews: list[dict], catalogue: Catalogue) -> str:
+    """The most sensitive level of anything the reviews hold (their observations too)."""
+    order = catalogue.choices["sensitivity"].values
     levels = [r["answers"].get("sensitivity") for r in reviews]
     levels += [o.get("sensitivity") for _, o in _observations(reviews)]
-    ranks = [_rank(level, SENSITIVITY) for level in levels if level in SENSITIVITY]
-    return SENSITIVITY[max(ranks)] if ranks else "unclassified"
+    known = [order.index(level) for level in levels if level in order]
+    return order[max(known)] if known else order[0]
 
 
 def build(reviews: list[dict], catalogue: Catalogue, options: ReportOptions) -> dict:
@@ -343,7 +339,7 @@ def _build(reviews: list[dict], catalogue: Catalogue, options: ReportOptions) ->
             "last": included[-1]["answers"]["deployment_end"] if included else None,
         },
         "excluded": excluded,
-        "classification": classification(included),
+        "classification": classification(included, catalogue),
         "top_issues": issues[:5],
         "top_practices": practices[:5],
         "participation": participation(included),

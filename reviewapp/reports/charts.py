@@ -11,7 +11,6 @@ from markupsafe import Markup, escape
 BAR = "#0b5394"
 SECOND = "#5b9bd5"
 INK = "#1b1f24"
-GRID = "#c9d1da"
 
 
 def bars(

@@ -55,18 +55,12 @@ def review_pdf(review: dict, form, catalogue: Catalogue, lang: str, personal: bo
             sections.append(
                 {"label": section.label[lang], "rows": rows, "observations": observations}
             )
-        levels = [a.get("sensitivity")] + [
-            o.get("sensitivity") for o in a.get("observations") or []
-        ]
-        highest = max(
-            levels,
-            key=lambda v: aggregate.SENSITIVITY.index(v) if v in aggregate.SENSITIVITY else -1,
-        )
+        highest = aggregate.classification([review], catalogue)
         context = {
             "title": form.title[lang],
             "review": review,
             "sections": sections,
-            "classification": catalogue.label("sensitivity", highest or "unclassified", lang),
+            "classification": catalogue.label("sensitivity", highest, lang),
             "status": gettext("Submitted") if review["status"] == "submitted" else gettext("Draft"),
             "generated_at": format_datetime(dt.datetime.now(dt.UTC), "long"),
             "stylesheet": "style.css",

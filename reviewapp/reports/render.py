@@ -12,12 +12,11 @@ import mimetypes
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from flask_babel import format_date, format_datetime, gettext, ngettext
+from flask_babel import format_date, gettext, ngettext
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from reviewapp import REPO_ROOT
 from reviewapp.formdefs import Catalogue
-from reviewapp.reports import charts
 
 STATIC_DIR = REPO_ROOT / "reviewapp" / "static"
 
@@ -44,9 +43,7 @@ def environment(catalogue: Catalogue, lang: str) -> Environment:
 
         return format_date(dt.date.fromisoformat(value), "long") if value else "—"
 
-    env.globals.update(
-        label=label, day=day, charts=charts, format_datetime=format_datetime, lang=lang
-    )
+    env.globals.update(label=label, day=day, lang=lang)
     return env
 
 

@@ -49,7 +49,7 @@ def options_from(args) -> tuple[aggregate.ReportOptions, dict[str, str]]:
     if lang not in LANGUAGES:
         errors["lang"] = _("Choose one of the options offered.")
     ceiling = args.get("max_sensitivity", "unclassified")
-    if ceiling not in aggregate.SENSITIVITY:
+    if ceiling not in catalogue.choices["sensitivity"].values:
         errors["max_sensitivity"] = _("Choose one of the options offered.")
     lists = {}
     for key, list_name in (
