@@ -48,6 +48,44 @@ class Conflict(RuntimeError):
     """A write that would silently overwrite something stored."""
 
 
+class StoreError(RuntimeError):
+    """The data folder cannot be used right now; nothing acknowledged was lost.
+
+    :param path: the file or folder concerned.
+    """
+
+    def __init__(self, message: str, path: Path | str | None = None) -> None:
+        super().__init__(message)
+        self.path = str(path) if path is not None else None
+
+
+class StoreBusy(StoreError):
+    """Another process (an import, a backup) held the write lock longer than we wait."""
+
+
+class StoreUnwritable(StoreError):
+    """The disk refused a write: nothing was stored by it and no temp file is left."""
+
+
+class StoreFull(StoreUnwritable):
+    """No space left on the device (or over quota)."""
+
+
+class StoreReadOnly(StoreUnwritable):
+    """The data folder is read-only or not ours to write."""
+
+
+class StoreDamaged(StoreError):
+    """A file of the data folder is not what this app wrote: reported, never made worse.
+
+    :param offset: the byte offset of the first bad record, for the journal.
+    """
+
+    def __init__(self, message: str, path: Path | str, offset: int | None = None) -> None:
+        super().__init__(message, path)
+        self.offset = offset
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
