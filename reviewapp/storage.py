@@ -22,8 +22,13 @@ and return plain dicts.
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
+import errno
+import logging
 import os
 import threading
+import time
 import zlib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -31,11 +36,17 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from filelock import FileLock
+from filelock import FileLock, Timeout
 from tinydb import Query, TinyDB
 from tinydb.storages import Storage
 from tinydb.table import Table
 
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
+
+log = logging.getLogger(__name__)
 Doc = dict[str, Any]
 Changes = dict[str, dict[str, Any]]  # {collection: {"put": {key: doc}, "del": [key]}}
 
@@ -87,6 +98,8 @@ class StoreDamaged(StoreError):
 
 
 def _fsync_dir(path: Path) -> None:
+    if os.name == "nt":  # directories cannot be opened, nor need to be synced, there
+        return
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -102,72 +115,262 @@ def _stat_key(path: Path) -> tuple[int, int, int] | None:
     return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
+def _unwritable(exc: OSError, path: Path) -> StoreError | OSError:
+    """The domain error for a refused write, or the OSError itself when it is another."""
+    if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        return StoreFull(f"no space left on the disk that holds {path}", path)
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return StoreReadOnly(f"{path} cannot be written ({exc.strerror})", path)
+    return exc
+
+
+@contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """Turn the disk's refusal of a write into :class:`StoreUnwritable`."""
+    try:
+        yield
+    except OSError as exc:
+        raise _unwritable(exc, path) from exc
+
+
+# -- the journal's records -----------------------------------------------------------
+#
+# One line per record: "<length:8 hex> <crc32:8 hex> <orjson body>\n". The length
+# tells a torn tail (a killed writer's unfinished line, which never contains a newline)
+# from a damaged record (a complete line that fails its checksum). Lines written by
+# version 0.2 ("<crc32:8 hex> <body>\n") are still read.
+
+_HEADER = 18
+
+
 def _encode_record(record: dict) -> bytes:
     body = orjson.dumps(record)
-    return b"".join((b"%08x " % zlib.crc32(body), body, b"\n"))
+    return b"".join((b"%08x %08x " % (len(body), zlib.crc32(body)), body, b"\n"))
 
 
-def _decode_records(data: bytes) -> tuple[list[dict], int]:
-    """Parse journal bytes; stop at the first torn or corrupt line.
+def _parse_record(data: bytes, pos: int) -> tuple[dict, int] | None:
+    """The record that starts at ``pos`` and where the next one starts, or None."""
+    head = data[pos : pos + _HEADER]
+    try:
+        if len(head) == _HEADER and head[8:9] == b" " and head[17:18] == b" ":
+            length, crc = int(head[:8], 16), int(head[9:17], 16)
+            start = pos + _HEADER
+            end = start + length
+            body = data[start:end]
+            if len(body) != length or data[end : end + 1] != b"\n" or zlib.crc32(body) != crc:
+                return None
+        elif head[8:9] == b" " and head[9:10] == b"{":  # the 0.2 layout
+            end = data.find(b"\n", pos)
+            if end < 0:
+                return None
+            body, crc = data[pos + 9 : end], int(head[:8], 16)
+            if zlib.crc32(body) != crc:
+                return None
+        else:
+            return None
+        record = orjson.loads(body)
+    except ValueError:
+        return None
+    return (record, end + 1) if isinstance(record, dict) else None
 
-    :returns: the records and the byte length of the valid prefix.
+
+def _decode_records(data: bytes) -> tuple[list[dict], int, int | None]:
+    """Parse journal bytes up to the first record that does not check out.
+
+    :returns: the records, the byte length of the valid prefix, and the offset of
+        damage (None when what follows the valid prefix is only a torn tail).
     """
     records, pos = [], 0
-    while True:
-        end = data.find(b"\n", pos)
-        if end < 0:
-            break
-        line = data[pos:end]
-        if len(line) < 10 or line[8:9] != b" ":
-            break
-        body = line[9:]
-        try:
-            if int(line[:8], 16) != zlib.crc32(body):
-                break
-            records.append(orjson.loads(body))
-        except ValueError:
-            break
-        pos = end + 1
-    return records, pos
+    while pos < len(data):
+        parsed = _parse_record(data, pos)
+        if parsed is None:
+            rest = data[pos:]
+            torn = b"\n" not in rest or not rest.strip(b"\x00")
+            return records, pos, None if torn else pos
+        record, pos = parsed
+        records.append(record)
+    return records, pos, None
 
 
-def _write_file(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` atomically and durably."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    with open(path, "wb") as fh:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` atomically and durably; no temp file is left."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        with _writing(path):
+            _write_synced(tmp, data)
+            os.replace(tmp, path)
+            _fsync_dir(path.parent)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class _Bad(Exception):
+    """A file that does not check out (turned into :class:`StoreDamaged` once sure)."""
+
+    def __init__(self, path: Path, what: str, offset: int | None = None) -> None:
+        super().__init__(what)
+        self.path, self.what, self.offset = path, what, offset
+
+
+class FolderLock:
+    """One writer at a time across processes and threads, with a bounded wait.
+
+    On POSIX the lock is ``flock`` on the data folder itself, which nobody can delete
+    while files are in it (a lock *file* can be deleted under a holder, and the next
+    process then locks a new file while the first still writes). On Windows an open,
+    locked file cannot be deleted, so ``store.lock`` with filelock does the same job.
+    Re-entrant within a thread.
+
+    :param timeout: seconds to wait before :class:`StoreBusy`.
+    """
+
+    def __init__(self, folder: Path, timeout: float) -> None:
+        self.folder, self.timeout = folder, timeout
+        self._thread = threading.RLock()
+        self._depth = 0
+        self._fd: int | None = None
+        self._file_lock = None if fcntl else FileLock(str(folder / "store.lock"))
+
+    def held(self) -> bool:
+        """Whether the calling thread holds the lock."""
+        return self._thread._is_owned() and self._depth > 0  # type: ignore[attr-defined]
+
+    def __enter__(self) -> FolderLock:
+        self.acquire(self.timeout)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def acquire(self, timeout: float) -> None:
+        """:raises StoreBusy: not had within ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        if not self._thread.acquire(timeout=timeout):
+            raise self._busy()
+        try:
+            if self._depth == 0:
+                self._lock_folder(deadline)
+            self._depth += 1
+        except BaseException:
+            self._thread.release()
+            raise
+
+    def release(self) -> None:
+        self._depth -= 1
+        if self._depth == 0:
+            if self._file_lock is not None:
+                self._file_lock.release()
+            else:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+                os.close(self._fd)
+                self._fd = None
+        self._thread.release()
+
+    def _lock_folder(self, deadline: float) -> None:
+        if self._file_lock is not None:
+            try:
+                self._file_lock.acquire(timeout=max(0.0, deadline - time.monotonic()))
+            except Timeout:
+                raise self._busy() from None
+            return
+        fd = os.open(self.folder, os.O_RDONLY)
+        delay = 0.001
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                self._fd = fd
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise self._busy() from None
+                time.sleep(delay)
+                delay = min(delay * 2, 0.05)
+
+    def _busy(self) -> StoreBusy:
+        return StoreBusy(
+            f"another process has held {self.folder} for over {self.timeout:g} s", self.folder
+        )
 
 
 class Journal:
     """Every collection of a data folder: snapshots, the shared journal, the lock.
 
+    Three kinds of access, and what each may wait for:
+
+    - Reads take nothing: they see the last committed state, catching up with other
+      processes' writes without the write lock (a load is checked against the files'
+      identities and retried if a compaction replaced them meanwhile).
+    - A write (:meth:`atomic`) takes the folder lock for a bounded time, catches up
+      with everything on disk, and appends one checksummed record.
+    - A compaction writes the new snapshots without the lock and takes it only to
+      rename them in and to start a new journal with the records written meanwhile.
+
     :param folder: the data folder.
     :param names: the collections.
     :param compact_min_bytes: never compact a journal smaller than this.
+    :param lock_timeout: seconds a write waits for another process's lock.
+    :param background: compact in a thread of this process (the web server) rather
+        than inside the write that crossed the threshold.
     """
 
-    def __init__(self, folder: Path, names: Iterable[str], compact_min_bytes: int) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        names: Iterable[str],
+        compact_min_bytes: int,
+        lock_timeout: float = 5.0,
+        background: bool = False,
+    ) -> None:
         self.folder = folder
         self.names = tuple(names)
         self.path = folder / "journal.log"
-        self.lock = FileLock(str(folder / "store.lock"))
+        self.damaged_folder = folder / "damaged"
+        self.lock = FolderLock(folder, lock_timeout)
         self.compact_min_bytes = compact_min_bytes
-        self.tables: dict[str, dict[str, Doc]] = {}
+        self.background = background
+        self.tables: dict[str, dict[str, Doc]] = {}  # committed; outer dict replaced whole
+        self.damage: StoreDamaged | None = None
+        self._mutex = threading.RLock()  # this process's view of the files
+        self._txn: dict[str, dict] | None = None
+        self._txn_tables: dict[str, dict[str, Doc]] = {}
+        self._txn_owner: int | None = None
         self._keys: dict[Path, tuple | None] = {}
         self._end = 0
+        self._journal_names: set[str] = set()
         self._snapshot_bytes = 0
-        self._dirty: set[str] = set()
-        self._pending: dict[str, dict] | None = None
-        with self.lock:
+        self._wake = threading.Event()
+        self._compactor: threading.Thread | None = None
+        with self.lock, self._mutex:
             self._adopt_old_layout()
-            for name in self.names:
-                if not self._snapshot(name).exists():
-                    _write_file(self._snapshot(name), orjson.dumps({name: {}}))
-            self._load()
+            self._remove_temp_files()
+            self._create_missing_snapshots()
+            self._load(locked=True)
+        if self.damage is not None:
+            raise self.damage
 
     def _snapshot(self, name: str) -> Path:
         return self.folder / f"{name}.json"
@@ -175,146 +378,50 @@ class Journal:
     def _watched(self) -> list[Path]:
         return [self.path, *(self._snapshot(n) for n in self.names)]
 
-    # -- reading -------------------------------------------------------------------
+    def _stat_all(self) -> dict[Path, tuple | None]:
+        return {p: _stat_key(p) for p in self._watched()}
 
-    def _load(self) -> None:
-        """Read every snapshot and replay the whole journal (caller holds the lock)."""
-        self.tables, self._snapshot_bytes = {}, 0
-        for name in self.names:
-            raw = self._snapshot(name).read_bytes()
-            self.tables[name] = orjson.loads(raw).get(name, {}) if raw.strip() else {}
-            self._snapshot_bytes += len(raw)
-        self._end = 0
-        self._catch_up()
-        self._keys = {p: _stat_key(p) for p in self._watched()}
+    def view(self, name: str) -> dict[str, Doc]:
+        """A collection as the calling thread should see it (its own open transaction
+        included). Never changed in place: safe to iterate while others write."""
+        if self._txn is not None and self._txn_owner == threading.get_ident():
+            return self._txn_tables.get(name, {})
+        return self.tables.get(name, {})
 
-    def _catch_up(self) -> None:
-        try:
-            with open(self.path, "rb") as fh:
-                fh.seek(self._end)
-                tail = fh.read()
-        except FileNotFoundError:
-            tail = b""
-        records, valid = _decode_records(tail)
-        for record in records:
-            self._apply(record)
-        self._end += valid
-        self._keys[self.path] = _stat_key(self.path)
+    # -- opening -------------------------------------------------------------------
 
-    def _apply(self, record: dict) -> None:
-        # New table dicts, never changed in place, so a reader iterating the old
-        # one is not disturbed.
-        for name, change in record.items():
-            table = dict(self.tables.get(name, {}))
-            for key in change.get("del", ()):
-                table.pop(key, None)
-            table.update(change.get("put", {}))
-            self.tables[name] = table
+    def _create_missing_snapshots(self) -> None:
+        """A new folder gets empty collections; a missing file on a used one is damage.
 
-    def refresh(self) -> None:
-        """Catch up with writes made by other processes, if there were any."""
-        if self._pending is not None:
-            return  # inside our own transaction: memory is ahead of the disk
-        if all(_stat_key(p) == self._keys.get(p) for p in self._watched()):
-            return
-        with self.lock:
-            keys = {p: _stat_key(p) for p in self._watched()}
-            size = keys[self.path][2] if keys[self.path] else 0
-            snapshots_changed = any(keys[p] != self._keys.get(p) for p in self._watched()[1:])
-            if snapshots_changed or size < self._end:
-                self._load()
-            else:
-                self._catch_up()
-
-    # -- writing -------------------------------------------------------------------
-
-    def commit(self, changes: Changes, tables: dict[str, dict[str, Doc]]) -> None:
-        """Make ``changes`` durable and ``tables`` the collections' new state.
-
-        Inside :meth:`atomic`, changes are gathered and written once at the end.
+        Every snapshot records the collections that existed when it was written, so a
+        file deleted from a node in use is told from a collection new in this version.
         """
-        if self._pending is not None:
-            for name, change in changes.items():
-                pending = self._pending.setdefault(name, {"put": {}, "del": set()})
-                for key in change["del"]:
-                    pending["put"].pop(key, None)
-                    pending["del"].add(key)
-                for key, doc in change["put"].items():
-                    pending["del"].discard(key)
-                    pending["put"][key] = doc
-            self.tables.update(tables)
-            return
-        with self.lock:
-            self._append(_encode_record(changes))
-            self.tables.update(tables)
-            self._dirty.update(changes)
-            if self._end > max(self.compact_min_bytes, self._snapshot_bytes):
-                self.compact()
-
-    @contextmanager
-    def atomic(self) -> Iterator[None]:
-        """Gather every write made inside the block into one journal record."""
-        if self._pending is not None:
-            yield  # already inside one: the outer block commits
-            return
-        with self.lock:
-            self.refresh()
-            self._pending = {}
+        present = [n for n in self.names if self._snapshot(n).exists()]
+        known: set[str] = set()
+        for name in present:
             try:
-                yield
-            except BaseException:
-                self._pending = None
-                self._load()  # forget what memory holds but the disk does not
-                raise
-            pending, self._pending = self._pending, None
-            record = {n: {"put": c["put"], "del": sorted(c["del"])} for n, c in pending.items()}
-            if record:
-                try:
-                    self._append(_encode_record(record))
-                except BaseException:
-                    self._load()
-                    raise
-                self._dirty.update(record)
-                if self._end > max(self.compact_min_bytes, self._snapshot_bytes):
-                    self.compact()
+                meta = self._read_snapshot(name)[1]
+            except _Bad as bad:
+                raise self._damaged(bad.path, bad.what) from None
+            known.update(meta.get("collections", ()))
+        for name in self.names:
+            if name in present:
+                continue
+            if name in known:
+                raise self._damaged(
+                    self._snapshot(name), "is missing although this data folder holds it"
+                )
+            self._write_snapshot(name, {})
 
-    def _append(self, line: bytes) -> None:
-        new = not self.path.exists()
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        try:
-            # Anything past the last valid record is the torn write of a killed process.
-            if os.fstat(fd).st_size != self._end:
-                os.ftruncate(fd, self._end)
-            view = memoryview(line)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fdatasync(fd)
-        except BaseException:
-            self._load()  # memory may hold what the disk refused
-            raise
-        finally:
-            os.close(fd)
-        if new:
-            _fsync_dir(self.folder)
-        self._end += len(line)
-        self._keys[self.path] = _stat_key(self.path)
-
-    def compact(self) -> None:
-        """Fold the journal into the snapshots.
-
-        Crash-safe at any point: until the journal is emptied, replaying it over the
-        new snapshots gives the same state, because every record sets whole documents.
-        """
-        with self.lock:
-            self.refresh()
-            for name in sorted(self._dirty or self.names):
-                _write_file(self._snapshot(name), orjson.dumps({name: self.tables.get(name, {})}))
-            with open(self.path, "wb") as fh:
-                os.fsync(fh.fileno())
-            self._dirty.clear()
-            self._end = 0
-            self._snapshot_bytes = sum(self._snapshot(n).stat().st_size for n in self.names)
-            self._keys = {p: _stat_key(p) for p in self._watched()}
+    def _remove_temp_files(self) -> None:
+        """Temp files that a killed process left behind (``<file>.<pid>.tmp``,
+        ``<name>.json.<pid>.compact``); a live process's are its own business."""
+        for tmp in (*self.folder.glob("*.tmp"), *self.folder.glob("*.compact")):
+            pid = tmp.name.rsplit(".", 2)[-2]
+            if pid.isdigit() and _alive(int(pid)):
+                continue
+            with contextlib.suppress(OSError):
+                tmp.unlink()
 
     def _adopt_old_layout(self) -> None:
         """Fold per-collection journals (``<name>.json.journal``, version 0.1) in."""
@@ -333,13 +440,332 @@ class Journal:
             old.unlink()
             old.with_name(f"{name}.json.lock").unlink(missing_ok=True)
 
+    # -- reading -------------------------------------------------------------------
+
+    def _damaged(self, path: Path, what: str, offset: int | None = None) -> StoreDamaged:
+        """Report damage once, keeping a copy of the file aside for whoever repairs it."""
+        where = f" at byte {offset}" if offset is not None else ""
+        kept = self._keep_aside(path)
+        message = (
+            f"{path}{where} {what}. Nothing was changed and nothing will be written until "
+            "it is repaired. Restore the data folder from a backup "
+            "(python run.py restore --from BACKUP --data NEW_FOLDER)"
+            + (f"; a copy of the damaged file is in {kept}" if kept else "")
+            + "."
+        )
+        return StoreDamaged(message, path, offset)
+
+    def _keep_aside(self, path: Path, data: bytes | None = None, label: str = "") -> Path | None:
+        try:
+            if data is None:
+                data = path.read_bytes()
+            self.damaged_folder.mkdir(exist_ok=True)
+            stamp = _now().replace(":", "").replace(".", "-")
+            target = self.damaged_folder / f"{path.stem}-{stamp}{label}{path.suffix}"
+            target.write_bytes(data)
+            return target
+        except OSError:
+            return None
+
+    def _read_snapshot(self, name: str) -> tuple[dict[str, Doc], dict, int]:
+        """One collection file, checked: it parses, holds its collection, and holds as
+        many documents as were written to it.
+
+        :returns: the documents, the file's ``_meta`` and its size.
+        :raises _Bad: the file is not what this app wrote.
+        """
+        path = self._snapshot(name)
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            raise _Bad(path, "was removed while in use") from None
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise _Bad(path, f"is not valid JSON ({exc})") from None
+        if not isinstance(data, dict) or not isinstance(data.get(name), dict):
+            raise _Bad(path, f"does not hold the collection {name!r}")
+        docs, meta = data[name], data.get("_meta")
+        meta = meta if isinstance(meta, dict) else {}
+        written = meta.get("documents")
+        if written is not None and written != len(docs):
+            raise _Bad(path, f"holds {len(docs)} records where {written} were written")
+        return docs, meta, len(raw)
+
+    def _snapshot_bytes_of(self, name: str, docs: dict[str, Doc]) -> bytes:
+        meta = {"documents": len(docs), "collections": list(self.names), "written_at": _now()}
+        return orjson.dumps({name: docs, "_meta": meta})
+
+    def _write_snapshot(self, name: str, docs: dict[str, Doc], path: Path | None = None) -> None:
+        _write_file(path or self._snapshot(name), self._snapshot_bytes_of(name, docs))
+
+    def _read_files(self) -> tuple[dict, int, list[dict], int]:
+        """:returns: the snapshots' documents, their size, the journal's records and the
+        length of its valid prefix. :raises _Bad: naming the file at fault."""
+        tables, sizes = {}, 0
+        for name in self.names:
+            tables[name], _meta, size = self._read_snapshot(name)
+            sizes += size
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            data = b""
+        records, valid, damage_at = _decode_records(data)
+        if damage_at is not None:
+            raise _Bad(
+                self.path, "holds a record that fails its checksum, with more after it", damage_at
+            )
+        return tables, sizes, records, valid
+
+    def _load(self, locked: bool) -> None:
+        """Read every snapshot and replay the whole journal.
+
+        Without the lock, the files' identities are compared before and after, and the
+        load is retried while a compaction replaced any of them meanwhile; anything
+        that looks damaged is looked at again under the lock before it is reported.
+        """
+        for _attempt in range(5):
+            before = self._stat_all()
+            try:
+                state: tuple | _Bad = self._read_files()
+            except _Bad as bad:
+                state = bad
+            after = self._stat_all()
+            journal_same = (before[self.path] or (None,))[0] == (after[self.path] or (None,))[0]
+            if locked or (journal_same and all(before[p] == after[p] for p in self._watched()[1:])):
+                break
+        else:
+            return self._load_under_lock()
+        if isinstance(state, _Bad):
+            if not locked:
+                return self._load_under_lock()
+            self.damage = self.damage or self._damaged(state.path, state.what, state.offset)
+            return None
+        tables, sizes, records, valid = state
+        self.tables, self._snapshot_bytes, self._journal_names = tables, sizes, set()
+        for record in records:
+            self._apply(record)
+        self._end, self._keys = valid, before
+        return None
+
+    def _load_under_lock(self) -> None:
+        # Briefly: a reader must not wait for a writer (which, in this process, may
+        # itself be waiting for _mutex, held here).
+        try:
+            self.lock.acquire(timeout=0.05)
+        except StoreBusy:
+            return  # keep serving the last state we could trust; the next read retries
+        try:
+            self._load(locked=True)
+        finally:
+            self.lock.release()
+
+    def _catch_up(self, locked: bool) -> None:
+        """Apply what other processes appended since we last looked."""
+        key = self._keys.get(self.path)
+        try:
+            with open(self.path, "rb") as fh:
+                if key is None or os.fstat(fh.fileno()).st_ino != key[0]:
+                    return self._load(locked)  # a new journal: a compaction happened
+                fh.seek(self._end)
+                tail = fh.read()
+        except FileNotFoundError:
+            return self._load(locked)
+        records, valid, damage_at = _decode_records(tail)
+        if damage_at is not None:
+            return self._load(locked)  # reports it, or looks again under the lock
+        for record in records:
+            self._apply(record)
+        self._end += valid
+        self._keys[self.path] = _stat_key(self.path)
+        return None
+
+    def _apply(self, record: dict) -> None:
+        # New table dicts, never changed in place, so a reader iterating the old
+        # one is not disturbed.
+        tables = dict(self.tables)
+        for name, change in record.items():
+            table = dict(tables.get(name, {}))
+            for key in change.get("del", ()):
+                table.pop(key, None)
+            table.update(change.get("put", {}))
+            tables[name] = table
+            self._journal_names.add(name)
+        self.tables = tables
+
+    def _sync(self, locked: bool) -> None:
+        keys = self._stat_all()
+        if keys == self._keys:
+            return
+        old, new = self._keys.get(self.path), keys[self.path]
+        snapshots_same = all(keys[p] == self._keys.get(p) for p in self._watched()[1:])
+        if snapshots_same and old and new and old[0] == new[0] and new[2] >= self._end:
+            self._catch_up(locked)
+        else:
+            self._load(locked)
+
+    def refresh(self) -> None:
+        """Catch up with writes made by other processes, never waiting for them."""
+        if not self._mutex.acquire(blocking=False):
+            return  # this process is writing: serve the last committed state
+        try:
+            if self._txn is None:
+                self._sync(locked=self.lock.held())
+        finally:
+            self._mutex.release()
+
+    # -- writing -------------------------------------------------------------------
+
+    def stage(self, name: str, puts: dict[str, Doc], dels: Iterable[str] = ()) -> None:
+        """Add whole documents (and removals) to the calling thread's transaction."""
+        if self._txn is None or self._txn_owner != threading.get_ident():
+            raise RuntimeError("stage() outside atomic()")
+        pending = self._txn.setdefault(name, {"put": {}, "del": set()})
+        table = dict(self._txn_tables.get(name, {}))
+        for key in dels:
+            pending["put"].pop(key, None)
+            pending["del"].add(key)
+            table.pop(key, None)
+        for key, doc in puts.items():
+            pending["del"].discard(key)
+            pending["put"][key] = doc
+        table.update(puts)
+        self._txn_tables = {**self._txn_tables, name: table}
+
+    @contextmanager
+    def atomic(self) -> Iterator[None]:
+        """Gather every write made inside the block into one journal record.
+
+        :raises StoreBusy: another process held the lock for longer than we wait.
+        :raises StoreUnwritable: the disk refused; nothing of the block was stored.
+        :raises StoreDamaged: the folder is damaged; nothing is written until repaired.
+        """
+        if self._txn is not None and self._txn_owner == threading.get_ident():
+            yield  # already inside one: the outer block commits
+            return
+        record: dict = {}
+        with self.lock, self._mutex:
+            self._sync(locked=True)
+            if self.damage is not None:
+                raise self.damage
+            self._txn, self._txn_tables = {}, dict(self.tables)
+            self._txn_owner = threading.get_ident()
+            try:
+                yield
+                record = {
+                    n: {"put": c["put"], "del": sorted(c["del"])} for n, c in self._txn.items()
+                }
+                if record:
+                    self._append(_encode_record(record))
+                    self.tables = self._txn_tables
+                    self._journal_names.update(record)
+            finally:
+                self._txn, self._txn_tables, self._txn_owner = None, {}, None
+        if record and self._end > max(self.compact_min_bytes, self._snapshot_bytes):
+            self._compact_soon()
+
+    def _append(self, line: bytes) -> None:
+        """Append one record and fdatasync it (the caller holds the lock, caught up)."""
+        with _writing(self.path):
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            size = os.fstat(fd).st_size
+            if size != self._end:
+                # Past the last valid record: a killed writer's torn line (damage
+                # would have stopped us in _sync). Kept aside, then cut.
+                os.lseek(fd, self._end, os.SEEK_SET)
+                self._keep_aside(self.path, os.read(fd, size - self._end), f"-torn-at-{self._end}")
+                os.ftruncate(fd, self._end)
+            try:
+                view = memoryview(line)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fdatasync(fd) if hasattr(os, "fdatasync") else os.fsync(fd)
+            except OSError as exc:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, self._end)  # no half record stays behind
+                raise _unwritable(exc, self.path) from exc
+        finally:
+            os.close(fd)
+        if size == 0:
+            _fsync_dir(self.folder)
+        self._end += len(line)
+        self._keys[self.path] = _stat_key(self.path)
+
+    # -- compaction ----------------------------------------------------------------
+
+    def _compact_soon(self) -> None:
+        if not self.background:
+            try:
+                self.compact()
+            except (StoreError, OSError) as exc:  # the write itself is stored
+                log.warning("compaction postponed: %s", exc)
+            return
+        if self._compactor is None or not self._compactor.is_alive():
+            self._compactor = threading.Thread(
+                target=self._compact_forever, name="store-compactor", daemon=True
+            )
+            self._compactor.start()
+        self._wake.set()
+
+    def _compact_forever(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            try:
+                self.compact()
+            except (StoreError, OSError) as exc:
+                log.warning("compaction postponed: %s", exc)
+
+    def compact(self) -> None:
+        """Fold the whole journal, whoever wrote it, into the snapshots.
+
+        The snapshots are written without the lock, then renamed in under it, and a new
+        journal starts with the records written meanwhile. Crash-safe at any point:
+        replaying a journal over newer snapshots gives the same state, because every
+        record sets whole documents.
+        """
+        with self.lock, self._mutex:
+            self._sync(locked=True)
+            if self.damage is not None:
+                raise self.damage
+            if self._end == 0:
+                return
+            tables, names, end = self.tables, sorted(self._journal_names), self._end
+            journal_key = self._keys[self.path]
+        temps = {n: self.folder / f"{n}.json.{os.getpid()}.compact" for n in names}
+        try:
+            with _writing(self.folder):
+                for name in names:
+                    _write_synced(temps[name], self._snapshot_bytes_of(name, tables.get(name, {})))
+            with self.lock, self._mutex:
+                self._sync(locked=True)
+                if (self._keys[self.path] or (None,))[0] != journal_key[0]:
+                    return  # another process compacted meanwhile
+                if not all(t.exists() for t in temps.values()):
+                    return  # removed as a dead process's (a reused pid): try again later
+                with open(self.path, "rb") as fh:
+                    fh.seek(end)
+                    tail = fh.read(self._end - end)
+                with _writing(self.folder):
+                    for name in names:
+                        os.replace(temps[name], self._snapshot(name))
+                    _fsync_dir(self.folder)
+                    _write_file(self.path, tail)
+                self._end = len(tail)
+                self._journal_names = {n for r in _decode_records(tail)[0] for n in r}
+                self._snapshot_bytes = sum(self._snapshot(n).stat().st_size for n in self.names)
+                self._keys = self._stat_all()
+        finally:
+            for temp in temps.values():
+                temp.unlink(missing_ok=True)
+
 
 class CollectionStorage(Storage):
-    """TinyDB's view of one collection of a :class:`Journal`.
+    """TinyDB's view of one collection of a :class:`Journal` (for its queries).
 
-    Changes are found by object identity: :class:`RecordTable` only ever stores new
-    document objects (it forbids TinyDB's in-place ``update``), so a document that is
-    not the very object handed out last time is new or changed.
+    Writes do not go through TinyDB, which would copy the whole collection for each
+    one: :meth:`Store._put` stages whole documents in the journal directly.
     """
 
     def __init__(self, journal: Journal, name: str) -> None:
@@ -347,38 +773,21 @@ class CollectionStorage(Storage):
 
     def read(self) -> dict[str, dict[str, Doc]]:
         self.journal.refresh()
-        # A fresh outer dict: TinyDB assigns the updated table into it, and the old
-        # table stays in the journal to diff against in write().
-        return {self.name: self.journal.tables.get(self.name, {})}
+        return {self.name: self.journal.view(self.name)}
 
     def write(self, data: dict[str, dict[str, Doc]]) -> None:
-        old, new = self.journal.tables.get(self.name, {}), data.get(self.name, {})
-        puts = {k: v for k, v in new.items() if old.get(k) is not v}
-        dels = [k for k in old if k not in new]
-        if puts or dels:
-            self.journal.commit({self.name: {"put": puts, "del": dels}}, {self.name: new})
+        raise NotImplementedError("the store writes through Journal.stage")
 
 
 class RecordTable(Table):
-    """A TinyDB table keyed by our own string ids, with replace-only writes."""
+    """A TinyDB table keyed by our own string ids, read-only through TinyDB."""
 
     document_id_class = str
 
-    def put_many(self, docs: dict[str, Doc], remove: Iterable[str] = ()) -> None:
-        """Store whole documents under their keys, and drop others, in one write."""
-
-        def updater(table: dict) -> None:
-            for key in remove:
-                table.pop(key, None)
-            table.update(docs)
-
-        self._update_table(updater)
-
     def update(self, *args, **kwargs):
-        raise NotImplementedError("RecordTable stores whole documents: use put_many")
+        raise NotImplementedError("the store writes whole documents through Store._put")
 
-    upsert = update
-    update_multiple = update
+    insert = insert_multiple = upsert = update_multiple = remove = truncate = update
 
 
 class Accounts:
@@ -397,7 +806,7 @@ class Accounts:
 
     def add_user(self, user: Doc) -> None:
         with self.atomic():
-            if self._tables["users"].contains(doc_id=user["username"]):
+            if self._contains("users", user["username"]):
                 raise Conflict(f"user {user['username']} already exists")
             self._put("users", {user["username"]: user})
 
@@ -407,7 +816,7 @@ class Accounts:
     def add_audit(self, entry: Doc) -> None:
         """Append to the audit log; entries are never changed or removed."""
         with self.atomic():
-            if self._tables["audit"].contains(doc_id=entry["id"]):
+            if self._contains("audit", entry["id"]):
                 raise Conflict(f"audit entry {entry['id']} exists")
             self._put("audit", {entry["id"]: entry})
 
@@ -442,17 +851,30 @@ class Store(Accounts):
         "audit",  # the audit log, append-only, by time-ordered id
     )
 
-    def __init__(self, folder: str | Path, compact_min_bytes: int = 16 * 2**20) -> None:
+    def __init__(
+        self,
+        folder: str | Path,
+        compact_min_bytes: int = 16 * 2**20,
+        lock_timeout: float = 5.0,
+        background_compaction: bool = False,
+    ) -> None:
+        """
+        :param lock_timeout: seconds a write waits for another process before
+            :class:`StoreBusy`.
+        :param background_compaction: compact in a thread (the web server), off the
+            request that crossed the threshold.
+        :raises StoreDamaged: a file of the folder is damaged; nothing was changed.
+        """
         self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self._mutex = threading.RLock()
-        self.journal = Journal(self.folder, self.COLLECTIONS, compact_min_bytes)
-        self._db: dict[str, TinyDB] = {}
+        with _writing(self.folder):
+            self.folder.mkdir(parents=True, exist_ok=True)
+        self.journal = Journal(
+            self.folder, self.COLLECTIONS, compact_min_bytes, lock_timeout, background_compaction
+        )
         self._tables: dict[str, RecordTable] = {}
         for name in self.COLLECTIONS:
             db = TinyDB(self.journal, name, storage=CollectionStorage)
             db.table_class = RecordTable
-            self._db[name] = db
             # No query cache: another process may change the data under it.
             self._tables[name] = db.table(name, cache_size=0)
 
@@ -463,51 +885,60 @@ class Store(Accounts):
 
     @contextmanager
     def atomic(self) -> Iterator[None]:
-        """Everything written inside the block lands together or not at all."""
-        with self._mutex, self.journal.atomic():
+        """Everything written inside the block lands together or not at all.
+
+        :raises StoreBusy: another process held the data folder too long.
+        :raises StoreUnwritable: the disk refused the write; nothing was stored.
+        """
+        with self.journal.atomic():
             yield
 
     def _get(self, name: str, key: str) -> Doc | None:
-        with self._mutex:
-            doc = self._tables[name].get(doc_id=key)
+        self.journal.refresh()
+        doc = self.journal.view(name).get(key)
         return _copy(doc) if doc is not None else None
 
     def _put(self, name: str, docs: dict[str, Doc], remove: Iterable[str] = ()) -> None:
-        with self._mutex, self.journal.lock:
-            self._tables[name].put_many({k: _copy(v) for k, v in docs.items()}, remove)
+        with self.atomic():
+            self.journal.stage(name, {k: _copy(v) for k, v in docs.items()}, remove)
 
     def _search(self, name: str, cond=None) -> list[Doc]:
-        with self._mutex:
-            table = self._tables[name]
-            return table.search(cond) if cond is not None else table.all()
+        table = self._tables[name]
+        return table.search(cond) if cond is not None else table.all()
 
     def _all(self, name: str) -> dict[str, Doc]:
         """The live documents of a collection: read-only, never handed out."""
-        with self._mutex:
-            self.journal.refresh()
-            return self.journal.tables.get(name, {})
+        self.journal.refresh()
+        return self.journal.view(name)
+
+    def _contains(self, name: str, key: str) -> bool:
+        return key in self._all(name)
 
     def backup(self, folder: str | Path) -> list[Path]:
         """Write each collection, journal folded in, as a plain TinyDB JSON file.
 
-        Taken under the lock, so the files are consistent with each other even while
-        the app runs. Restore by copying them into an empty data folder.
+        One consistent state of every collection (taken after catching up under the
+        lock), even while the app runs. Restore by copying them into an empty data
+        folder.
         """
         folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        with self._mutex, self.journal.lock:
+        with _writing(folder):
+            folder.mkdir(parents=True, exist_ok=True)
+        with self.journal.lock:
             self.journal.refresh()
-            written = []
-            for name in self.COLLECTIONS:
-                target = folder / f"{name}.json"
-                _write_file(target, orjson.dumps({name: self.journal.tables.get(name, {})}))
-                written.append(target)
+            tables = self.journal.tables
+        if self.journal.damage is not None:
+            raise self.journal.damage
+        written = []
+        for name in self.COLLECTIONS:
+            target = folder / f"{name}.json"
+            self.journal._write_snapshot(name, tables.get(name, {}), target)
+            written.append(target)
         return written
 
     def compact(self) -> None:
         """Fold the journal into the collection files (for backups and benchmarks)."""
-        with self._mutex:
-            self.journal.compact()
+        self.journal.compact()
 
     # -- node ----------------------------------------------------------------------
 
@@ -524,7 +955,7 @@ class Store(Accounts):
     def add_review(self, review: Doc) -> Doc:
         """Store a new review; refuse an id that is already taken."""
         with self.atomic():
-            if self._tables["reviews"].contains(doc_id=review["id"]):
+            if self._contains("reviews", review["id"]):
                 raise Conflict(f"review {review['id']} already exists")
             self._put("reviews", {review["id"]: review})
         return _copy(review)
@@ -532,8 +963,8 @@ class Store(Accounts):
     def add_reviews(self, reviews: list[Doc]) -> None:
         """Store many new reviews in one write (demo data)."""
         with self.atomic():
-            table = self._tables["reviews"]
-            taken = [r["id"] for r in reviews if table.contains(doc_id=r["id"])]
+            held = self._all("reviews")
+            taken = [r["id"] for r in reviews if r["id"] in held]
             if taken:
                 raise Conflict(f"{len(taken)} review ids already exist, e.g. {taken[0]}")
             self._put("reviews", {r["id"]: r for r in reviews})
@@ -568,7 +999,7 @@ class Store(Accounts):
         """Keep a superseded revision; an archived revision is never changed."""
         with self.atomic():
             key = revision["revision_id"]
-            stored = self._tables["revisions"].get(doc_id=key)
+            stored = self._all("revisions").get(key)
             if stored is not None:
                 if stored.get("content_hash") != revision.get("content_hash"):
                     raise Conflict(f"revision {key} is archived with other content")
@@ -677,13 +1108,13 @@ class Store(Accounts):
         The documents are taken as they are (not copied): the caller hands them over.
         """
         with self.atomic():
-            table = self._tables
-            table["reviews"].put_many(reviews)
-            table["revisions"].put_many({r["revision_id"]: r for r in archived})
-            table["conflicts"].put_many({c["id"]: c for c in conflicts})
-            table["quarantine"].put_many({q["id"]: q for q in quarantined})
-            table["forms"].put_many(forms)
-            table["imports"].put_many({entry["id"]: entry})
+            stage = self.journal.stage
+            stage("reviews", reviews)
+            stage("revisions", {r["revision_id"]: r for r in archived})
+            stage("conflicts", {c["id"]: c for c in conflicts})
+            stage("quarantine", {q["id"]: q for q in quarantined})
+            stage("forms", forms)
+            stage("imports", {entry["id"]: entry})
 
     def find_import_of_bundle(self, bundle_sha256: str) -> Doc | None:
         """The earlier import of exactly this bundle file, if any."""

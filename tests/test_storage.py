@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from reviewapp import REPO_ROOT
-from reviewapp.storage import Conflict, NotFound, Store
+from reviewapp.storage import Conflict, NotFound, Store, StoreDamaged
 
 
 def review(key: str, **extra) -> dict:
@@ -149,13 +149,13 @@ def test_another_store_sees_writes_without_reopening(folder):
 
 def test_compaction_happens_when_the_journal_outgrows_the_snapshot(folder):
     store = Store(folder, compact_min_bytes=10_000)
-    for i in range(40):
+    for i in range(60):
         store.add_review(review(f"r{i}", answers={"text": "x" * 1000}))
     journal = (folder / "journal.log").stat().st_size
     snapshot = (folder / "reviews.json").stat().st_size
     assert snapshot > 30_000  # most of it was folded in
-    assert journal <= max(10_000, snapshot) + 2_000
-    assert len(Store(folder).list_reviews()[0]) == 40
+    assert journal <= max(10_000, snapshot) + 3_000
+    assert len(Store(folder).list_reviews()[0]) == 60
 
 
 def test_torn_tail_is_ignored_then_cut_off(folder):
@@ -173,18 +173,23 @@ def test_torn_tail_is_ignored_then_cut_off(folder):
     assert b"0badc0de" not in journal.read_bytes()
 
 
-def test_corrupt_line_in_the_middle_stops_replay_there(folder):
+def test_a_flipped_byte_in_a_complete_record_is_damage_not_a_torn_tail(folder):
     store = Store(folder)
     store.add_review(review("a"))
     store.add_review(review("b"))
     store.close()
     journal = folder / "journal.log"
     data = bytearray(journal.read_bytes())
-    second = data.index(b"\n") + 20
-    data[second] ^= 0xFF  # flip a byte in the second record: its checksum fails
+    second = data.index(b"\n") + 1
+    data[second + 30] ^= 0x01  # flip a bit in the last record: its checksum fails
     journal.write_bytes(bytes(data))
-    store = Store(folder)
-    assert store.find_review("a") and store.find_review("b") is None
+    with pytest.raises(StoreDamaged) as caught:
+        Store(folder)
+    assert caught.value.offset == second
+    assert f"journal.log at byte {second}" in str(caught.value)
+    assert journal.read_bytes() == bytes(data)  # never truncated
+    kept = list((folder / "damaged").iterdir())
+    assert [p.read_bytes() for p in kept] == [bytes(data)]
 
 
 def test_backup_writes_consistent_tinydb_files(folder, tmp_path):
