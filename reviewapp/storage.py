@@ -184,9 +184,7 @@ def _decode_records(data: bytes) -> tuple[list[dict], int, int | None]:
     while pos < len(data):
         parsed = _parse_record(data, pos)
         if parsed is None:
-            rest = data[pos:]
-            torn = b"\n" not in rest or not rest.strip(b"\x00")
-            return records, pos, None if torn else pos
+            return records, pos, None if _is_torn(data[pos:]) else pos
         record, pos = parsed
         records.append(record)
     return records, pos, None
@@ -209,6 +207,23 @@ def _write_synced(path: Path, data: bytes) -> None:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
+
+
+def _is_torn(rest: bytes) -> bool:
+    """Whether bytes that are not a valid record can be a killed writer's unfinished
+    one: shorter than the length its header declares, and without the final newline
+    (or zeros, as a power cut leaves). A complete line that fails is damage."""
+    if not rest.strip(b"\x00"):
+        return True
+    if b"\n" in rest:
+        return False
+    head = rest[:_HEADER]
+    if len(head) < _HEADER or head[8:9] != b" " or head[17:18] != b" ":
+        return len(head) < _HEADER or head[8:9] == b" "  # an unfinished header
+    try:
+        return len(rest) < _HEADER + int(head[:8], 16) + 1
+    except ValueError:
+        return False
 
 
 def _write_file(path: Path, data: bytes) -> None:
@@ -364,11 +379,16 @@ class Journal:
         self._snapshot_bytes = 0
         self._wake = threading.Event()
         self._compactor: threading.Thread | None = None
-        with self.lock, self._mutex:
-            self._adopt_old_layout()
-            self._remove_temp_files()
-            self._create_missing_snapshots()
-            self._load(locked=True)
+        with self._mutex:
+            ready = self.folder.exists() and not any(self.folder.glob("*.json.journal"))
+            if ready and all(self._snapshot(n).exists() for n in self.names):
+                self._load(locked=False, wait=lock_timeout)  # an import may be running
+            else:
+                with self.lock:
+                    self._adopt_old_layout()
+                    self._remove_temp_files()
+                    self._create_missing_snapshots()
+                    self._load(locked=True)
         if self.damage is not None:
             raise self.damage
 
@@ -486,15 +506,27 @@ class Journal:
         if not isinstance(data, dict) or not isinstance(data.get(name), dict):
             raise _Bad(path, f"does not hold the collection {name!r}")
         docs, meta = data[name], data.get("_meta")
-        meta = meta if isinstance(meta, dict) else {}
+        meta = meta if isinstance(meta, dict) else {}  # files of version 0.2 have none
         written = meta.get("documents")
         if written is not None and written != len(docs):
             raise _Bad(path, f"holds {len(docs)} records where {written} were written")
+        if "crc32" in meta:
+            start, end = len(name) + 4, raw.rfind(b',"_meta":')
+            if zlib.crc32(raw[start:end]) != meta["crc32"]:
+                raise _Bad(path, "fails its checksum (its records were changed after writing)")
         return docs, meta, len(raw)
 
     def _snapshot_bytes_of(self, name: str, docs: dict[str, Doc]) -> bytes:
-        meta = {"documents": len(docs), "collections": list(self.names), "written_at": _now()}
-        return orjson.dumps({name: docs, "_meta": meta})
+        """``{"<name>": {docs}, "_meta": {...}}``: a TinyDB file whose ``_meta`` table
+        records the count and checksum of the documents and the folder's collections."""
+        body = orjson.dumps(docs)
+        meta = {
+            "documents": len(docs),
+            "crc32": zlib.crc32(body),
+            "collections": list(self.names),
+            "written_at": _now(),
+        }
+        return b"".join((b'{"', name.encode(), b'":', body, b',"_meta":', orjson.dumps(meta), b"}"))
 
     def _write_snapshot(self, name: str, docs: dict[str, Doc], path: Path | None = None) -> None:
         _write_file(path or self._snapshot(name), self._snapshot_bytes_of(name, docs))
@@ -517,7 +549,7 @@ class Journal:
             )
         return tables, sizes, records, valid
 
-    def _load(self, locked: bool) -> None:
+    def _load(self, locked: bool, wait: float = 0.05) -> None:
         """Read every snapshot and replay the whole journal.
 
         Without the lock, the files' identities are compared before and after, and the
@@ -535,10 +567,10 @@ class Journal:
             if locked or (journal_same and all(before[p] == after[p] for p in self._watched()[1:])):
                 break
         else:
-            return self._load_under_lock()
+            return self._load_under_lock(wait)
         if isinstance(state, _Bad):
             if not locked:
-                return self._load_under_lock()
+                return self._load_under_lock(wait)
             self.damage = self.damage or self._damaged(state.path, state.what, state.offset)
             return None
         tables, sizes, records, valid = state
@@ -548,12 +580,15 @@ class Journal:
         self._end, self._keys = valid, before
         return None
 
-    def _load_under_lock(self) -> None:
-        # Briefly: a reader must not wait for a writer (which, in this process, may
-        # itself be waiting for _mutex, held here).
+    def _load_under_lock(self, wait: float) -> None:
+        # Briefly, once running: a reader must not wait for a writer (which, in this
+        # process, may itself be waiting for _mutex, held here). At opening, the
+        # whole lock timeout: there is no state yet to serve instead.
         try:
-            self.lock.acquire(timeout=0.05)
+            self.lock.acquire(timeout=wait)
         except StoreBusy:
+            if not self._keys:
+                raise
             return  # keep serving the last state we could trust; the next read retries
         try:
             self._load(locked=True)
@@ -599,7 +634,9 @@ class Journal:
             return
         old, new = self._keys.get(self.path), keys[self.path]
         snapshots_same = all(keys[p] == self._keys.get(p) for p in self._watched()[1:])
-        if snapshots_same and old and new and old[0] == new[0] and new[2] >= self._end:
+        # Appends only ever grow the journal: anything else (same size, new time) is a
+        # rewrite in place, which only damage does, so it is read again from the start.
+        if snapshots_same and old and new and old[0] == new[0] and new[2] > old[2]:
             self._catch_up(locked)
         else:
             self._load(locked)
