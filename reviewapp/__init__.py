@@ -41,6 +41,11 @@ def create_app(test_config: dict | None = None) -> Flask:
         SESSION_IDLE_MINUTES=60,
         KIOSK_IDLE_MINUTES=10,
         PASSWORD_HASH_METHOD="scrypt",
+        # A write waits this long for another process (an import) before "busy, retry".
+        STORE_LOCK_TIMEOUT=5.0,
+        # Fold the journal into the snapshots in a thread of its own, off the request
+        # that crossed the threshold (a command that exits first leaves it to the next).
+        STORE_BACKGROUND_COMPACTION=True,
     )
     if test_config:
         app.config.from_mapping(test_config)
@@ -49,11 +54,16 @@ def create_app(test_config: dict | None = None) -> Flask:
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = _secret_key(data_dir)
 
-    app.extensions["store"] = Store(data_dir)
-    app.extensions["catalogue"] = load_catalogue(app.config["FORMS_DIR"])
-    from reviewapp.exchange.operations import load_received_forms
-
-    load_received_forms(app.extensions["store"], app.extensions["catalogue"])
+    store = Store(
+        data_dir,
+        lock_timeout=app.config["STORE_LOCK_TIMEOUT"],
+        background_compaction=app.config["STORE_BACKGROUND_COMPACTION"],
+    )
+    app.extensions["store"] = store
+    catalogue = load_catalogue(app.config["FORMS_DIR"])
+    catalogue.received = store.list_received_forms
+    catalogue.refresh()
+    app.extensions["catalogue"] = catalogue
 
     from reviewapp import errors, i18n, security
 

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-from flask import Flask, render_template
+from flask import Flask, jsonify, render_template, request
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
-from reviewapp.storage import Conflict, NotFound
+from reviewapp.storage import (
+    Conflict,
+    NotFound,
+    StoreBusy,
+    StoreDamaged,
+    StoreFull,
+    StoreUnwritable,
+)
+
+RETRY_AFTER_SECONDS = 5
 
 
 class NotEditable(RuntimeError):
@@ -27,9 +36,59 @@ class ValidationFailed(ValueError):
         self.saved = saved
 
 
+def _wants_json() -> bool:
+    """The page's background requests (autosave) are answered in JSON."""
+    return request.path.endswith("/autosave") or request.accept_mimetypes.best == "application/json"
+
+
 def init_app(app: Flask) -> None:
-    def page(status: int, title: str, message: str):
-        return render_template("error.html", title=title, message=message), status
+    def page(status: int, title: str, message: str, code: str = "error", headers=None):
+        if _wants_json():
+            body = jsonify(status=code, error=code, title=title, message=message)
+            return body, status, headers or {}
+        return render_template("error.html", title=title, message=message), status, headers or {}
+
+    @app.errorhandler(StoreBusy)
+    def busy(exc):
+        return page(
+            503,
+            _("The node is busy"),
+            _(
+                "Another task (an import or a backup) is using the data right now. Nothing "
+                "was lost. Try again in a few seconds."
+            ),
+            "busy",
+            {"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+
+    @app.errorhandler(StoreUnwritable)
+    def unwritable(exc):
+        if isinstance(exc, StoreFull):
+            message = _(
+                "The disk of this computer is full, so this was not saved. What was saved "
+                "before is safe. Free some space (or ask the administrator) and try again."
+            )
+        else:
+            message = _(
+                "The data folder cannot be written (it is read-only), so this was not "
+                "saved. What was saved before is safe. Ask the administrator."
+            )
+        return page(507, _("Not saved"), message, "unwritable")
+
+    @app.errorhandler(StoreDamaged)
+    def damaged(exc):
+        app.logger.error("%s", exc)
+        return page(
+            500,
+            _("Data folder damaged"),
+            _(
+                "A file of this node's data folder is damaged, so nothing more will be saved "
+                "until it is repaired. Nothing was overwritten. Ask the administrator to "
+                "restore the node from a backup. Details: %(details)s",
+                details=str(exc),
+            ),
+            "damaged",
+        )
 
     @app.errorhandler(NotFound)
     def not_found(exc):

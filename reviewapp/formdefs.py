@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -210,12 +211,26 @@ class Catalogue:
     forms: dict[str, FormDefinition]
     choices: dict[str, ChoiceList]
     reference: dict[str, dict]
+    #: where definitions received in bundles are kept (``Store.list_received_forms``);
+    #: any process may have received one, so a miss looks there before failing.
+    received: Callable[[], dict[str, dict]] | None = field(default=None, repr=False)
 
     def get(self, form_id: str, version: int) -> FormDefinition:
+        key = f"{form_id}.v{version}"
+        if key not in self.forms:
+            self.refresh()
         try:
-            return self.forms[f"{form_id}.v{version}"]
+            return self.forms[key]
         except KeyError:
             raise LookupError(f"unknown form {form_id} version {version}") from None
+
+    def refresh(self) -> None:
+        """Add the definitions that any process received since we last looked."""
+        if self.received is None:
+            return
+        for key, embedded in self.received().items():
+            if key not in self.forms:
+                self.forms[key] = load_embedded(embedded, f"received form {key}")
 
     def latest(self, form_id: str) -> FormDefinition:
         versions = [f for f in self.forms.values() if f.id == form_id]

@@ -766,6 +766,7 @@ class Journal:
             self._sync(locked=True)
             if self.damage is not None:
                 raise self.damage
+            self._remove_temp_files()
             if self._end == 0:
                 return
             tables, names, end = self.tables, sorted(self._journal_names), self._end

@@ -55,7 +55,13 @@ def export(app, args) -> int:
         )
         return REFUSED
     entry = operations.export_bundle(
-        store, catalogue, node, keys.NodeKey(app.config["DATA_DIR"]), out, options, _who()
+        store,
+        catalogue,
+        node,
+        keys.load_node_key(app.config["DATA_DIR"], store),
+        out,
+        options,
+        _who(),
     )
     counts = entry["counts"]
     print(f"wrote {out}: {counts['reviews']} reviews, {counts['observations']} observations "
@@ -142,7 +148,7 @@ def receipt(app, args) -> int:
             print(f"error: {out} exists; choose a new file name", file=sys.stderr)
             return 2
         data = operations.make_receipt(
-            store, node, keys.NodeKey(app.config["DATA_DIR"]), args.for_node, _who()
+            store, node, keys.load_node_key(app.config["DATA_DIR"], store), args.for_node, _who()
         )
         out.write_bytes(data)
         held = json.loads(data)["held"]

@@ -11,9 +11,18 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from reviewapp.storage import Store, StoreDamaged
+
+RESTORE = (
+    "Restore node_key.pem from a backup (python run.py restore --from BACKUP --data NEW_FOLDER)"
+)
+
 
 class NodeKey:
-    """This node's signing key, made on first use and kept (0600) in the data folder."""
+    """This node's signing key, made on first use and kept (0600) in the data folder.
+
+    :raises StoreDamaged: the file is there but is not a key; it is never replaced.
+    """
 
     def __init__(self, data_dir: str | Path) -> None:
         path = Path(data_dir) / "node_key.pem"
@@ -26,7 +35,15 @@ class NodeKey:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as fh:
                 fh.write(pem)
-        self._key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        try:
+            self._key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+            if not isinstance(self._key, Ed25519PrivateKey):
+                raise ValueError("not an Ed25519 key")
+        except (ValueError, TypeError, OSError) as exc:
+            raise StoreDamaged(
+                f"{path} is not a readable signing key ({exc}); it was left as it is. {RESTORE}.",
+                path,
+            ) from None
         raw = self._key.public_key().public_bytes(
             serialization.Encoding.Raw, serialization.PublicFormat.Raw
         )
@@ -35,6 +52,30 @@ class NodeKey:
 
     def sign(self, data: bytes) -> str:
         return self._key.sign(data).hex()
+
+
+def load_node_key(data_dir: str | Path, store: Store) -> NodeKey:
+    """The node's key, made on first use only: once the node has signed a bundle, a
+    missing or different key is damage (centres know it by that key), never replaced.
+
+    :raises StoreDamaged: naming the file and how to restore it.
+    """
+    path = Path(data_dir) / "node_key.pem"
+    exports = store.list_exports()  # newest first
+    if exports and not path.exists():
+        raise StoreDamaged(
+            f"{path} is missing, but this node has signed {len(exports)} bundle(s) with it; a "
+            f"new key would make other nodes distrust this one. {RESTORE}.",
+            path,
+        )
+    key = NodeKey(data_dir)
+    signer = next((e["signer"] for e in exports if e.get("signer")), None)
+    if signer is not None and signer != key.fingerprint:
+        raise StoreDamaged(
+            f"{path} is not the key this node signed its bundles with ({signer}). {RESTORE}.",
+            path,
+        )
+    return key
 
 
 def fingerprint(public_key: str) -> str:

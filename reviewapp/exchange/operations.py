@@ -34,7 +34,6 @@ from reviewapp.formdefs import (
     DefinitionError,
     FormDefinition,
     flatten_errors,
-    load_embedded,
 )
 from reviewapp.reviews.operations import content_hash, now
 from reviewapp.storage import Conflict, Store
@@ -242,6 +241,7 @@ def export_bundle(
         "filters": manifest["filters"],
         "counts": manifest["counts"],
         "revision_ids": [r["revision_id"] for r in records],
+        "signer": node_key.fingerprint,
         "who": who,
     }
     store.add_export(entry)
@@ -357,6 +357,7 @@ def _forms_for(
     catalogue: Catalogue, bundle: Bundle
 ) -> tuple[dict[str, FormDefinition], dict[str, FormDefinition]]:
     """Every form the bundle may use, and those among them new to this node."""
+    catalogue.refresh()  # what another process (a CLI import) received
     available, added = dict(catalogue.forms), {}
     for key, embedded in bundle.manifest["forms"].items():
         try:
@@ -550,13 +551,6 @@ def trust_signer(store: Store, bundle: Bundle) -> None:
             "added_at": now(),
         }
     )
-
-
-def load_received_forms(store: Store, catalogue: Catalogue) -> None:
-    """Make the definitions that arrived in earlier bundles known again at start-up."""
-    for key, embedded in store.list_received_forms().items():
-        if key not in catalogue.forms:
-            catalogue.forms[key] = load_embedded(embedded, f"received form {key}")
 
 
 # -- conflicts ---------------------------------------------------------------------------

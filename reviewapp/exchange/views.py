@@ -59,7 +59,7 @@ def index():
         open_conflicts=len(store.list_conflicts("open")),
         quarantined=len(store.list_quarantine()),
         sources=operations.list_source_nodes(store, node),
-        key=keys.NodeKey(_data_dir()),
+        key=keys.load_node_key(_data_dir(), store),
         choices=get_catalogue().choices,
     )
 
@@ -91,7 +91,13 @@ def export():
     name = f"reviews-{slug}-{stamp}.drb"
     folder = Path(tempfile.mkdtemp(dir=_data_dir()))
     operations.export_bundle(
-        store, catalogue, node, keys.NodeKey(_data_dir()), folder / name, options, _who()
+        store,
+        catalogue,
+        node,
+        keys.load_node_key(_data_dir(), store),
+        folder / name,
+        options,
+        _who(),
     )
     response = send_file(
         folder / name, as_attachment=True, download_name=name, mimetype="application/zip"
@@ -233,7 +239,9 @@ def make_receipt():
     for_node = request.form.get("for_node", "")
     if for_node not in {s["id"] for s in operations.list_source_nodes(store, node)}:
         abort(400)
-    data = operations.make_receipt(store, node, keys.NodeKey(_data_dir()), for_node, _who())
+    data = operations.make_receipt(
+        store, node, keys.load_node_key(_data_dir(), store), for_node, _who()
+    )
     folder = Path(tempfile.mkdtemp(dir=_data_dir()))
     path = folder / f"receipt-{for_node[:8]}-{operations.now()[:10]}.json"
     path.write_bytes(data)
