@@ -377,6 +377,7 @@ class Journal:
         self._end = 0
         self._journal_names: set[str] = set()
         self._snapshot_bytes = 0
+        self.compactions = 0  # completed by this process (for tests and benchmarks)
         self._wake = threading.Event()
         self._compactor: threading.Thread | None = None
         with self._mutex:
@@ -794,6 +795,7 @@ class Journal:
                 self._journal_names = {n for r in _decode_records(tail)[0] for n in r}
                 self._snapshot_bytes = sum(self._snapshot(n).stat().st_size for n in self.names)
                 self._keys = self._stat_all()
+                self.compactions += 1
         finally:
             for temp in temps.values():
                 temp.unlink(missing_ok=True)

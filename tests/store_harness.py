@@ -47,7 +47,7 @@ def _worker(folder: str, role: str, name: str, seed: int) -> None:
     )
     mine: dict[str, dict] = {}  # this worker's reviews, to replace them with their hash
     ops = OPS[role]
-    counter = 0
+    counter = compacted = 0
     while not STOPPING.is_set():
         counter += 1
         op = rng.choice(ops)
@@ -61,11 +61,14 @@ def _worker(folder: str, role: str, name: str, seed: int) -> None:
             sys.stdout.flush()
             continue
         sys.stdout.write("A\n")
-        sys.stdout.flush()
         for key, doc in effect.get("reviews", {}).items():
             mine[key] = doc
         if rng.random() < 0.03:
             store.compact()
+        if store.journal.compactions > compacted:
+            sys.stdout.write("C\n" * (store.journal.compactions - compacted))
+            compacted = store.journal.compactions
+        sys.stdout.flush()
 
 
 def _doc(rng: random.Random, key: str, counter: int) -> dict:
@@ -167,7 +170,7 @@ class Figures:
     restarts: int = 0
     in_doubt: int = 0
     lost: int = 0
-    compactions: int = 0  # rounds in which at least one compaction happened
+    compactions: int = 0
     refused_busy: int = 0
     notes: list[str] = field(default_factory=list)
 
@@ -195,9 +198,11 @@ def _start(folder: Path, role: str, name: str, seed: int) -> subprocess.Popen:
     )
 
 
-def _read_effects(output: bytes) -> tuple[list[dict], dict | None, int]:
-    """:returns: the acknowledged effects, the one in flight (if any), refusals."""
+def _read_effects(output: bytes) -> tuple[list[dict], dict | None, int, int]:
+    """:returns: the acknowledged effects, the one in flight (if any), refusals and
+    compactions."""
     acknowledged, pending, busy = [], None, 0
+    compactions = output.splitlines().count(b"C")
     for line in output.splitlines():
         if line.startswith(b"B "):
             pending = orjson.loads(line[2:])
@@ -206,7 +211,7 @@ def _read_effects(output: bytes) -> tuple[list[dict], dict | None, int]:
             pending = None
         elif line == b"X":
             pending, busy = None, busy + 1
-    return acknowledged, pending, busy
+    return acknowledged, pending, busy, compactions
 
 
 def _stored(folder: Path) -> dict[str, dict[str, dict]]:
@@ -252,7 +257,7 @@ def run(folder: Path, seed: int, seconds: float, figures: Figures | None = None)
     figures = figures or Figures()
     model = Model()
     deadline = time.monotonic() + seconds
-    round_, last_journal = 0, None
+    round_ = 0
     while time.monotonic() < deadline:
         round_ += 1
         procs = {}
@@ -276,7 +281,8 @@ def run(folder: Path, seed: int, seconds: float, figures: Figures | None = None)
                     f"seed {seed}, round {round_}: worker {name} exited "
                     f"{proc.returncode}:\n{errors.decode()}"
                 )
-            acknowledged, pending, busy = _read_effects(output)
+            acknowledged, pending, busy, compactions = _read_effects(output)
+            figures.compactions += compactions
             for effect in acknowledged:
                 model.apply(effect, name)
             figures.operations += len(acknowledged)
@@ -295,9 +301,6 @@ def run(folder: Path, seed: int, seconds: float, figures: Figures | None = None)
         for effect in doubts.values():  # settled now: it landed or it did not
             if all(stored.get(c, {}).get(k) == d for c, docs in effect.items() for k, d in docs.items()):  # fmt: skip
                 model.apply(effect, "settled")
-        journal = (folder / "journal.log").stat().st_ino if (folder / "journal.log").exists() else None
-        figures.compactions += journal != last_journal  # a compaction starts a new journal
-        last_journal = journal
         figures.rounds += 1
     return figures
 
