@@ -3,15 +3,27 @@
     python run.py                       serve on http://127.0.0.1:5000 (the default)
     python run.py serve --port 8080     serve elsewhere (--host 0.0.0.0 for a LAN)
     python run.py demo --reviews 500    fill the node with synthetic reviews
-    python run.py backup --out DIR      write a consistent copy of the data folder
+    python run.py backup --out DIR      back up the node: data, signing key, session key
+    python run.py restore --from DIR    restore a backup into an empty data folder
     python run.py export --out FILE     write a bundle of submitted reviews (see --help)
     python run.py import FILE_OR_DIR... import bundles (--dry-run to preview, --json)
     python run.py receipt make|apply    receipts: what a centre holds from a laptop
     python run.py user add|reset-password   accounts (e.g. a forgotten admin password)
     python run.py report --scope alcopaz --from 2023-01-01 --to 2024-12-31 --lang es --out r.pdf
 
-Exit codes: 0 done; 2 bad arguments; 3 refused or nothing to do (export with no
-matching review, a bundle or receipt refused); 1 an unexpected error.
+Exit codes:
+    0  done
+    1  an unexpected error
+    2  bad arguments (e.g. a backup --out or restore --data folder that is not empty,
+       a restore --from folder that is not a backup)
+    3  refused or nothing to do (export with no matching review, a bundle or receipt
+       refused, a damaged or altered backup)
+    4  the node is busy: another process (an import, a backup) holds the data folder
+    5  the data folder cannot be written: disk full or read-only
+    6  a file of the data folder is damaged (the message names it and says how to restore)
+
+A backup holds the node's secret keys (``node_key.pem``, ``secret_key``): keep it like
+a password.
 
 Every command takes --data DIR (or the REVIEWAPP_DATA environment variable) to pick
 the node's data folder; the default is ./instance.
@@ -40,8 +52,21 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--reviews", type=_positive, default=200, help="how many (default 200)")
     demo.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
 
-    backup = sub.add_parser("backup", help="copy the data folder consistently")
+    backup = sub.add_parser(
+        "backup", help="back up the node (its data and secret keys) into a new folder"
+    )
     backup.add_argument("--out", required=True, help="an empty or new folder")
+
+    restore = sub.add_parser("restore", help="restore a backup into an empty data folder")
+    restore.add_argument(
+        "--from", dest="source", metavar="DIR", required=True, help="the backup folder"
+    )
+    restore.add_argument(
+        "--data",
+        dest="restore_data",
+        metavar="DIR",
+        help="the empty or new data folder to restore into (default: as for every command)",
+    )
 
     export = sub.add_parser("export", help="write a bundle (.drb) of submitted reviews")
     export.add_argument("--out", required=True, help="the bundle file to write (.drb)")
@@ -135,9 +160,28 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     args = parser.parse_args(argv)
+    if getattr(args, "restore_data", None):
+        args.data = args.restore_data
     if args.data:
         os.environ["REVIEWAPP_DATA"] = str(Path(args.data).resolve())
+    from reviewapp import REPO_ROOT
 
+    folder = os.environ.get("REVIEWAPP_DATA") or str(REPO_ROOT / "instance")  # as create_app()
+    if args.command == "restore":
+        # Before create_app(), which would start a new node in the empty folder.
+        return _restore(args.source, Path(folder))
+
+    from reviewapp.storage import StoreError
+
+    try:
+        return _dispatch(args, folder)
+    except StoreError as exc:
+        code, message = _store_error(exc, folder)
+        print(message, file=sys.stderr)
+        return code
+
+
+def _dispatch(args, folder: str) -> int:
     from reviewapp import create_app
     from reviewapp.formdefs import DefinitionError
 
@@ -147,7 +191,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: a form definition is broken: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
-        folder = os.environ.get("REVIEWAPP_DATA") or "instance"
         print(
             f"error: cannot use {folder} as the data folder ({exc.strerror}); give --data a folder that exists or can be created",
             file=sys.stderr,
@@ -196,14 +239,80 @@ def main(argv: list[str] | None = None) -> int:
         print(f"added {count} demo reviews to {app.config['DATA_DIR']}")
         return 0
     if command == "backup":
-        out = Path(args.out)
-        if out.exists() and any(out.iterdir()):
-            print(f"error: --out {out} is not empty; choose a new folder", file=sys.stderr)
-            return 2
-        written = app.extensions["store"].backup(out)
-        print(f"backed up {len(written)} files to {out}")
-        return 0
+        return _backup(app, Path(args.out))
     return 1
+
+
+def _backup(app, out: Path) -> int:
+    from reviewapp.node.backup import BackupError, write_backup
+
+    try:
+        manifest = write_backup(
+            app.extensions["store"], app.config["DATA_DIR"], out, who=_cli_who()
+        )
+    except BackupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"backed up {len(manifest['files'])} files and backup-manifest.json to {out}")
+    print(
+        "warning: this backup contains the node's secret keys (node_key.pem signs its "
+        "bundles, secret_key its sessions): keep it like a password, in a safe place, "
+        "and never send it to another node",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _restore(source: str, target: Path) -> int:
+    from reviewapp.node.backup import BackupDamaged, BackupError, restore_backup
+
+    try:
+        manifest = restore_backup(Path(source), target)
+    except BackupDamaged as exc:
+        print(f"refused: {exc}; nothing was restored", file=sys.stderr)
+        return 3
+    except BackupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    node = manifest.get("node") or {}
+    print(
+        f"restored node {node.get('name', '(not set up)')} ({node.get('id', '-')}), "
+        f"backed up on {manifest['created_at']}, into {target}; "
+        f"signing key {manifest['key_fingerprint']}"
+    )
+    return 0
+
+
+def _store_error(exc, folder: str) -> tuple[int, str]:
+    """One line and an exit code for a data folder that cannot be used right now."""
+    from reviewapp.storage import StoreBusy, StoreDamaged, StoreFull, StoreReadOnly, StoreUnwritable
+
+    if isinstance(exc, StoreBusy):
+        return 4, (
+            "error: the node is busy (another process such as an import holds the data "
+            "folder); try again in a few seconds"
+        )
+    if isinstance(exc, StoreUnwritable):
+        where = folder + (f" ({exc.path})" if exc.path and exc.path != folder else "")
+        if isinstance(exc, StoreFull):
+            why = "disk full; free some space on the disk and try again"
+        elif isinstance(exc, StoreReadOnly):
+            why = "read-only; give the app's user write access or choose another --data folder"
+        else:
+            why = str(exc)
+        return 5, f"error: cannot write to the data folder {where}: {why}"
+    if isinstance(exc, StoreDamaged):
+        return 6, f"error: {exc}"
+    return 1, f"error: {exc}"
+
+
+def _cli_who() -> str:
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
 
 
 def _date(text: str) -> str:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import uuid
+from pathlib import Path
 
 from flask_babel import lazy_gettext as _l
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
@@ -94,3 +97,38 @@ def update_node(store: Store, catalogue: Catalogue, data: dict, who: str) -> dic
     saved = store.save_node({**node, **settings, "updated_at": now()})
     accounts.audit(store, "settings_changed", who, **{k: settings[k] for k in sorted(settings)})
     return saved
+
+
+def record_backup(store: Store, stamp: str, who: str) -> str | None:
+    """Remember when the node was last backed up (shown on Settings), and audit it:
+    a backup holds the node's secret keys, so who took one is worth knowing.
+
+    :returns: the time of the backup before, for :func:`forget_backup`.
+    """
+    with store.atomic():
+        node = store.find_node()
+        previous = node.get("last_backup_at") if node else None
+        if node is not None:
+            store.save_node({**node, "last_backup_at": stamp})
+        accounts.audit(store, "backup", who, at_stamp=stamp)
+    return previous
+
+
+def forget_backup(store: Store, stamp: str, previous: str | None, who: str) -> None:
+    """A backup recorded by :func:`record_backup` failed: the last one is ``previous``."""
+    with store.atomic():
+        node = store.find_node()
+        if node is not None and node.get("last_backup_at") == stamp:
+            restored = {k: v for k, v in node.items() if k != "last_backup_at"}
+            store.save_node({**restored, **({"last_backup_at": previous} if previous else {})})
+        accounts.audit(store, "backup_failed", who, at_stamp=stamp)
+
+
+def folder_size(folder: str | Path) -> int:
+    """Bytes held by the files in a folder and its subfolders."""
+    total = 0
+    for root, _dirs, files in os.walk(folder):
+        for name in files:
+            with contextlib.suppress(FileNotFoundError):  # a temp file renamed meanwhile
+                total += os.lstat(os.path.join(root, name)).st_size
+    return total

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from flask import (
     Blueprint,
     current_app,
@@ -9,9 +11,11 @@ from flask import (
     redirect,
     render_template,
     request,
+    send_file,
     session,
     url_for,
 )
+from flask_babel import format_decimal
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
@@ -19,7 +23,7 @@ from reviewapp import __version__, get_catalogue, get_store
 from reviewapp.accounts.access import allow, sign_in
 from reviewapp.errors import ValidationFailed
 from reviewapp.formdefs import LANGUAGES
-from reviewapp.node import operations
+from reviewapp.node import backup, operations
 from reviewapp.security import safe_next
 
 bp = Blueprint("node", __name__, template_folder="templates")
@@ -111,7 +115,46 @@ def settings():
         else:
             flash(_("Settings saved."), "success")
             return redirect(url_for("node.settings"))
-    return _render("node/settings.html", values, errors, data_dir=current_app.config["DATA_DIR"])
+    data_dir = current_app.config["DATA_DIR"]
+    return _render(
+        "node/settings.html",
+        values,
+        errors,
+        data_dir=data_dir,
+        data_size=human_size(operations.folder_size(data_dir)),
+        last_backup_at=node.get("last_backup_at"),
+    )
+
+
+@bp.post("/settings/backup")
+@allow("admin")
+def download_backup():
+    """A fresh backup of the whole node, keys included, as one zip file."""
+    store = get_store()
+    archive, manifest = backup.backup_zip(store, current_app.config["DATA_DIR"], accounts_who())
+    node = manifest["node"] or {}
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", node.get("name") or "node").strip("-")[:40] or "node"
+    stamp = manifest["created_at"][:16].replace(":", "").replace("T", "-")
+    response = send_file(
+        archive,
+        as_attachment=True,
+        download_name=f"backup-{slug}-{stamp}.zip",
+        mimetype="application/zip",
+    )
+    # Secret keys inside: no browser or proxy cache may keep a copy.
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def human_size(size: int) -> str:
+    """A size on disk in the reader's language: 1,5 MB in Spanish, 1,5 Mo in French."""
+    if size >= 2**30:
+        return _("%(size)s GB", size=format_decimal(size / 2**30, format="#,##0.0"))
+    if size >= 2**20:
+        return _("%(size)s MB", size=format_decimal(size / 2**20, format="#,##0.0"))
+    if size >= 2**10:
+        return _("%(size)s KB", size=format_decimal(size / 2**10, format="#,##0.0"))
+    return _("%(size)s bytes", size=format_decimal(size))
 
 
 @bp.post("/language")

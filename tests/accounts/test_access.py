@@ -50,6 +50,7 @@ EXPECTED = {
     "reports.stylesheet": READERS,
     "reports.data": ANALYSTS,
     "node.settings": ADMINS,
+    "node.download_backup": ADMINS,
     "accounts.users": ADMINS,
     "accounts.user": ADMINS,
     "accounts.audit": ADMINS,
