@@ -658,8 +658,11 @@ class Journal:
         """Add whole documents (and removals) to the calling thread's transaction."""
         if self._txn is None or self._txn_owner != threading.get_ident():
             raise RuntimeError("stage() outside atomic()")
-        pending = self._txn.setdefault(name, {"put": {}, "del": set()})
-        table = dict(self._txn_tables.get(name, {}))
+        pending = self._txn.get(name)
+        if pending is None:  # first change to it in this transaction: a private copy
+            pending = self._txn[name] = {"put": {}, "del": set()}
+            self._txn_tables = {**self._txn_tables, name: dict(self._txn_tables.get(name, {}))}
+        table = self._txn_tables[name]
         for key in dels:
             pending["put"].pop(key, None)
             pending["del"].add(key)
@@ -668,7 +671,6 @@ class Journal:
             pending["del"].discard(key)
             pending["put"][key] = doc
         table.update(puts)
-        self._txn_tables = {**self._txn_tables, name: table}
 
     @contextmanager
     def atomic(self) -> Iterator[None]:
