@@ -151,7 +151,9 @@ def test_deleting_lock_files_while_two_processes_add_the_same_accounts_loses_not
         )
         for who in ("a", "b", "c")
     ]
-    outputs = {who: p.communicate(timeout=120)[0].split() for who, p in zip("abc", procs)}
+    outputs = {
+        who: p.communicate(timeout=120)[0].split() for who, p in zip("abc", procs, strict=True)
+    }
     stop.set()
     thread.join()
     created = [name for names in outputs.values() for name in names]
