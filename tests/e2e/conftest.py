@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -82,16 +83,29 @@ def server(tmp_path):
 
 
 @pytest.fixture(scope="session")
-def browser():
+def playwright():
     from playwright.sync_api import sync_playwright
 
-    path = chromium()
+    chromium()
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=path, headless=True, args=CHROMIUM_FLAGS
-        )
-        yield browser
-        browser.close()
+        yield playwright
+
+
+@pytest.fixture(scope="session")
+def browser(playwright):
+    browser = playwright.chromium.launch(
+        executable_path=chromium(), headless=True, args=CHROMIUM_FLAGS
+    )
+    yield browser
+    browser.close()
+
+
+def sign_in(page, server, username: str = "admin") -> None:
+    page.goto(server.url + "/login")
+    page.fill("#f-username", username)
+    page.fill("#f-password", PASSWORD)
+    page.click("button.primary")
+    page.wait_for_url("**/reviews/")
 
 
 @pytest.fixture
@@ -99,13 +113,72 @@ def page(browser, server):
     context = browser.new_context(viewport={"width": 1366, "height": 768}, locale="es-ES")
     page = context.new_page()
     page.set_default_timeout(15_000)
-    page.goto(server.url + "/login")
-    page.fill("#f-username", "admin")
-    page.fill("#f-password", PASSWORD)
-    page.click("button.primary")
-    page.wait_for_url("**/reviews/")
+    sign_in(page, server)
     yield page
     context.close()
+
+
+class PersistentBrowser:
+    """Chromium with a profile folder on disk, that can be killed (SIGKILL) and started again
+    on the same folder, as after a crash."""
+
+    def __init__(self, playwright, profile: Path) -> None:
+        self.playwright = playwright
+        self.profile = profile
+        self.context = None
+
+    def launch(self):
+        self.context = self.playwright.chromium.launch_persistent_context(
+            str(self.profile), executable_path=chromium(), headless=True, args=CHROMIUM_FLAGS,
+            viewport={"width": 1366, "height": 768}, locale="es-ES",
+        )  # fmt: skip
+        page = self.context.pages[0] if self.context.pages else self.context.new_page()
+        page.set_default_timeout(15_000)
+        return page
+
+    def pid(self) -> int:
+        """The browser process itself (not a renderer or helper: those carry --type=)."""
+        wanted = f"--user-data-dir={self.profile}"
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                args = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+            except OSError:
+                continue
+            if wanted in args and not any(a.startswith("--type=") for a in args):
+                return int(entry.name)
+        raise RuntimeError("the browser process was not found")
+
+    def kill(self) -> None:
+        pid = self.pid()
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text(errors="replace")
+            except OSError:
+                break
+            if ") Z " in stat:  # a zombie: dead, not yet reaped by Playwright's driver
+                break
+            time.sleep(0.05)
+        try:
+            self.context.close()
+        except Exception:  # noqa: BLE001 - the browser is gone, which is the point
+            pass
+        self.context = None
+
+    def close(self) -> None:
+        if self.context is not None:
+            self.context.close()
+            self.context = None
+
+
+@pytest.fixture
+def persistent(playwright, tmp_path):
+    browser = PersistentBrowser(playwright, tmp_path / "profile")
+    yield browser
+    browser.close()
 
 
 def shot(page, name: str) -> None:

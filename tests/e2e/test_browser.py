@@ -86,7 +86,9 @@ def test_typing_is_saved_to_the_server_within_seconds(page, server):
     page.fill("#f-contingent", "BRABATT 3")
     page.wait_for_selector("#save-status[data-state='saved']", timeout=10_000)
     assert stored(server, review_id)["answers"]["contingent"] == "BRABATT 3"
-    assert page.evaluate("Object.keys(localStorage).length") == 0  # the copy is gone once confirmed
+    from tests.e2e.test_device_copy import COPIES
+
+    assert page.evaluate(COPIES) == []  # the copy is gone once confirmed
 
 
 def test_offline_typing_survives_a_reload_and_is_saved_when_back(page, server):
@@ -106,6 +108,7 @@ def test_offline_typing_survives_a_reload_and_is_saved_when_back(page, server):
     page.select_option("#f-operation", "UNIFIL")
     page.wait_for_selector("#save-status[data-state='local']")
     page.reload()
+    page.wait_for_selector("form[data-autosave='ready']")
     assert page.input_value("#f-contingent") == "SIN CONEXIÓN 1"
     assert page.input_value("[name='observations-0-title']") == "Escrito sin red"
     assert page.input_value("#f-operation") == "UNIFIL"
@@ -131,6 +134,7 @@ def test_a_server_killed_mid_edit_loses_nothing(page, server):
     assert page.get_attribute("#save-status", "data-state") == "local"
     server.start()
     page.reload()
+    page.wait_for_selector("form[data-autosave='ready']")
     assert page.input_value("#f-contingent") == "DURANTE EL CORTE"
     assert page.input_value("#f-appointment") == "Oficial de operaciones"
     page.wait_for_selector("#save-status[data-state='saved']", timeout=15_000)

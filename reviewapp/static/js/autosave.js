@@ -1,11 +1,18 @@
-// Keeping what is typed: every change is copied to this device (localStorage) at once,
-// and sent to the server as a draft every few seconds when it can be reached. When the
-// page opens with a copy on this device that the server does not have yet (a crash, a
-// closed tab, a server restart, a lost connection), the copy is put back into the form
-// and saved. The copy is removed once the server has confirmed that exact content.
+// Keeping what is typed. Every change is copied to this device (IndexedDB, written with
+// strict durability: Chromium writes localStorage to disk seconds later, so a browser
+// crash lost what it "held") and sent to the server as a draft within a second of a
+// pause, on leaving a field and on leaving the page. "Saved on this device" is shown only
+// once the device copy is on disk.
+//
+// The device copy belongs to one person and one review, and remembers which saved
+// version (etag) it was based on. On opening the page it is put back only when the server
+// still holds that version; if the server changed since and holds something else, both
+// versions are shown and the officer chooses. A refused save (409) is never repeated with
+// the same etag: the page asks the server what it holds and offers the same choice.
 (function () {
   "use strict";
   var SKIP = { csrf_token: 1, action: 1, _etag: 1 };
+  var DB_NAME = "deployment-review", STORE = "copies";
 
   function fields(form) {
     var pairs = [];
@@ -24,21 +31,27 @@
   function same(a, b) { return JSON.stringify(a) === JSON.stringify(b); }
 
   function ensureItems(form, pairs) {
-    // Observations added while offline exist only in the copy: rebuild them.
+    // The copy is the whole form: observations added while offline are rebuilt, and
+    // observations the copy does not have are taken out.
     var wanted = {};
     pairs.forEach(function (p) {
       var m = /^([a-z_]+)-(\d+)-/.exec(p[0]);
       if (m) { wanted[m[1]] = Math.max(wanted[m[1]] || 0, parseInt(m[2], 10) + 1); }
     });
-    Object.keys(wanted).forEach(function (repeat) {
-      var template = document.getElementById("item-template-" + repeat);
+    Array.prototype.forEach.call(document.querySelectorAll("template[id^='item-template-']"), function (template) {
+      var repeat = template.id.slice("item-template-".length);
       var end = form.querySelector('[data-repeat-end="' + repeat + '"]');
-      if (!template || !end) { return; }
-      for (var i = 0; i < wanted[repeat]; i++) {
+      if (!end) { return; }
+      var count = wanted[repeat] || 0;
+      for (var i = 0; i < count; i++) {
         if (document.getElementById("item-" + repeat + "-" + i)) { continue; }
         var html = template.innerHTML.split("__i__").join(String(i)).split("__n__").join(String(i + 1));
         end.insertAdjacentHTML("beforebegin", html);
       }
+      form.querySelectorAll("fieldset[id^='item-" + repeat + "-']").forEach(function (item) {
+        var n = parseInt(item.id.slice(("item-" + repeat + "-").length), 10);
+        if (n >= count) { item.parentNode.removeChild(item); }
+      });
     });
   }
 
@@ -60,86 +73,367 @@
     form.dispatchEvent(new Event("change", { bubbles: true }));
   }
 
+  // The device copies: one record per person and review, in IndexedDB.
+  function openCopies() {
+    return new Promise(function (resolve) {
+      if (!window.indexedDB) { resolve(null); return; }
+      var request;
+      try { request = indexedDB.open(DB_NAME, 1); } catch (e) { resolve(null); return; }
+      request.onupgradeneeded = function () {
+        request.result.createObjectStore(STORE, { keyPath: "key" }).createIndex("review", "review");
+      };
+      request.onsuccess = function () { resolve(request.result); };
+      request.onerror = function () { resolve(null); };
+      request.onblocked = function () { resolve(null); };
+    });
+  }
+
+  function Copies(db, user, review) {
+    var key = JSON.stringify([user, review]);
+    function run(mode, work) {
+      return new Promise(function (resolve, reject) {
+        // "strict": the transaction completes only once the copy is flushed to disk.
+        var tx = db.transaction(STORE, mode, mode === "readwrite" ? { durability: "strict" } : undefined);
+        var result = work(tx.objectStore(STORE));
+        tx.oncomplete = function () { resolve(result && result.result); };
+        tx.onerror = tx.onabort = function () { reject(tx.error); };
+      });
+    }
+    this.get = function () {
+      // Another person's copy of this review is never put back: it is removed.
+      return run("readwrite", function (store) {
+        var mine = store.get(key);
+        store.index("review").openCursor(IDBKeyRange.only(review)).onsuccess = function (event) {
+          var cursor = event.target.result;
+          if (!cursor) { return; }
+          if (cursor.value.user !== user) { cursor.delete(); }
+          cursor.continue();
+        };
+        return mine;
+      });
+    };
+    this.put = function (record) {
+      record.key = key; record.user = user; record.review = review;
+      return run("readwrite", function (store) { store.put(record); });
+    };
+    this.remove = function () { return run("readwrite", function (store) { store.delete(key); }); };
+  }
+
+  function serverState(url) {
+    // What the server holds now: its edit page, read as data (never from a cache).
+    return fetch(url, { credentials: "same-origin", cache: "no-store", headers: { "Accept": "text/html" } })
+      .then(function (response) {
+        if (!response.ok) { throw new Error("HTTP " + response.status); }
+        return response.text();
+      }).then(function (html) {
+        var doc = new DOMParser().parseFromString(html, "text/html");
+        var form = doc.querySelector("form.review-form[data-autosave-url]");
+        if (!form) { return null; } // no longer an editable draft
+        return { pairs: fields(form), etag: form.elements._etag.value };
+      });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     var form = document.querySelector("form.review-form[data-autosave-url]");
-    if (!form || !window.localStorage) { return; }
-    var key = "deployment-review:" + form.getAttribute("data-review-id");
+    if (!form) { return; }
     var status = document.getElementById("save-status");
+    var panel = document.getElementById("device-version");
     var etag = form.elements._etag;
-    var dirty = false, sending = false, timer = null, held = null;
+    var user = form.getAttribute("data-user") || "";
+    var copies = null;        // null: this browser cannot keep a copy
+    var confirmed = fields(form); // what the server is known to hold (etag.value)
+    var dirty = false;        // the form holds something the server has not confirmed
+    var sending = null;       // the save in flight (a promise)
+    var writing = Promise.resolve(), writeAgain = false, writeBusy = false;
+    var sendTimer = null, writeTimer = null, retryTimer = null, notBefore = 0;
+    var paused = false;       // a choice between two versions is open: nothing is sent
+    var leaving = false;      // the form itself is being posted
+    var passing = false;
+    var isReady = false, early = false, applying = false;
 
-    function show(state) {
+    // Copies kept by earlier versions of this page (localStorage, no owner): not restored.
+    try { localStorage.removeItem("deployment-review:" + form.getAttribute("data-review-id")); } catch (e) { /* none */ }
+
+    function show(state, text) {
       if (!status) { return; }
       status.setAttribute("data-state", state);
-      status.textContent = status.getAttribute("data-" + state) || "";
+      status.textContent = text || status.getAttribute("data-" + state) || "";
     }
+
+    function stateOf() { return status ? status.getAttribute("data-state") : ""; }
 
     function keepHere(submitted) {
-      var copy = { pairs: fields(form), etag: etag.value, at: Date.now(), submitted: submitted === true };
-      localStorage.setItem(key, JSON.stringify(copy));
-      dirty = true;
-      show("local");
+      // One write at a time; a change during a write is written right after it.
+      // While a choice is open the copy is one of the two versions offered: left alone.
+      if (!copies || paused) { return Promise.resolve(false); }
+      if (writeBusy) { writeAgain = true; return writing; }
+      writeBusy = true;
+      var pairs = fields(form);
+      var job;
+      if (same(pairs, confirmed)) {
+        job = copies.remove().then(function () { return false; });
+      } else {
+        job = copies.put({ pairs: pairs, base: etag.value, at: Date.now(), submitted: submitted === true })
+          .then(function () { return true; });
+      }
+      writing = job.then(function (kept) {
+        writeBusy = false;
+        if (writeAgain) { writeAgain = false; return keepHere(submitted); }
+        if (kept && same(fields(form), pairs) && ["pending", "local", "restored", ""].indexOf(stateOf()) !== -1) {
+          show("local");
+        }
+        return kept;
+      }, function () {
+        writeBusy = false; writeAgain = false;
+        return false; // the disk refused: the status does not claim a copy
+      });
+      return writing;
     }
 
-    function send() {
-      if (!dirty || sending || navigator.onLine === false) { return; }
-      var snapshot = localStorage.getItem(key);
-      if (!snapshot) { dirty = false; return; }
-      sending = true;
+    function schedule(ms) {
+      clearTimeout(sendTimer);
+      sendTimer = setTimeout(send, Math.max(ms, notBefore - Date.now()));
+    }
+
+    function retry(ms) { clearTimeout(retryTimer); retryTimer = setTimeout(send, ms); }
+
+    function post(pairs, keepalive) {
       var body = new URLSearchParams();
-      JSON.parse(snapshot).pairs.forEach(function (p) { body.append(p[0], p[1]); });
+      pairs.forEach(function (p) { body.append(p[0], p[1]); });
       body.append("_etag", etag.value);
       body.append("csrf_token", form.elements.csrf_token.value);
-      fetch(form.getAttribute("data-autosave-url"), {
-        method: "POST", body: body, credentials: "same-origin", headers: { "Accept": "application/json" }
+      return fetch(form.getAttribute("data-autosave-url"), {
+        method: "POST", body: body, credentials: "same-origin", keepalive: keepalive === true,
+        headers: { "Accept": "application/json" }
       }).then(function (response) {
-        return response.json().then(function (data) { return { ok: response.ok, status: response.status, data: data }; });
-      }).then(function (r) {
-        if (r.ok) {
-          etag.value = r.data.etag;
-          if (localStorage.getItem(key) === snapshot) { localStorage.removeItem(key); dirty = false; }
-          show("saved");
-        } else {
-          show(r.status === 409 ? "conflict" : "invalid");
-        }
-      }).catch(function () {
-        show("local"); // the server cannot be reached: the copy stays on this device
-      }).then(function () {
-        sending = false;
-        if (held) { var submitter = held; held = null; form.requestSubmit(submitter); }
+        return response.json().catch(function () { return {}; }).then(function (data) {
+          return { status: response.status, data: data, after: response.headers.get("Retry-After") };
+        });
       });
     }
 
-    var stored = localStorage.getItem(key);
-    if (stored) {
-      var copy = JSON.parse(stored);
-      // A copy taken as the form itself was sent is obsolete once the server answered
-      // with a newer version; kept only if that sending never arrived.
-      var answered = copy.submitted && copy.etag !== etag.value;
-      if (answered || same(copy.pairs, fields(form))) {
-        localStorage.removeItem(key);
-      } else {
-        apply(form, copy.pairs);
-        // A page served from the cache may be older than the last save: the copy knows.
-        if (copy.etag) { etag.value = copy.etag; }
-        dirty = true;
-        show("restored");
+    function send(keepalive) {
+      clearTimeout(sendTimer); clearTimeout(retryTimer);
+      if (paused || leaving || sending || !dirty) { return sending || Promise.resolve(); }
+      if (navigator.onLine === false) { return Promise.resolve(); }
+      if (Date.now() < notBefore) { schedule(0); return Promise.resolve(); }
+      var pairs = fields(form);
+      if (same(pairs, confirmed)) {
+        dirty = false; keepHere(false); show("saved");
+        return Promise.resolve();
       }
+      sending = post(pairs, keepalive === true).then(function (r) {
+        if (r.status === 200 && r.data.etag) {
+          etag.value = r.data.etag;
+          confirmed = pairs;
+          dirty = !same(fields(form), pairs);
+          // The copy now either goes, or is based on the version just saved.
+          return keepHere(false).then(function (kept) {
+            show(dirty ? (kept ? "local" : "pending") : "saved");
+            if (dirty) { schedule(900); }
+          });
+        }
+        if (r.status === 409) { return conflict(); }
+        if (r.status === 422) { show("invalid"); return null; } // tried again after the next change
+        if (r.status === 503) {
+          var seconds = parseInt(r.after, 10);
+          if (!(seconds > 0)) { seconds = 5; }
+          notBefore = Date.now() + Math.min(seconds, 300) * 1000;
+          show("busy", r.data.message);
+          retry(Math.min(seconds, 300) * 1000);
+          return null;
+        }
+        if (r.status === 507) {
+          show("unwritable", r.data.message);
+          retry(30000); // or at the next change
+          return null;
+        }
+        show(copies ? "local" : "pending"); // signed out, or another answer: kept here
+        retry(30000);
+        return null;
+      }, function () {
+        show(copies ? "local" : "pending"); // the server cannot be reached: the copy stays here
+        retry(5000);
+      }).then(function () { sending = null; });
+      return sending;
     }
-    form.addEventListener("input", function () { clearTimeout(timer); timer = setTimeout(function () { keepHere(false); }, 250); });
-    form.addEventListener("change", function () { keepHere(false); });
-    form.addEventListener("submit", function (event) {
-      keepHere(true);
-      if (sending) {
-        // Let the background save finish first, so the page sends the newest etag.
-        event.preventDefault();
-        held = event.submitter || null;
-        if (!held) { held = form.querySelector("button[value='save']"); }
+
+    function conflict() {
+      // The server holds another version: find out which, and never resend this etag.
+      paused = true;
+      show("conflict");
+      return serverState(form.getAttribute("data-edit-url")).then(function (server) {
+        if (!server) { return; } // submitted or gone: the page must be reloaded
+        var pairs = fields(form);
+        if (same(pairs, server.pairs)) {
+          etag.value = server.etag; confirmed = server.pairs; dirty = false; paused = false;
+          return keepHere(false).then(function () { show("saved"); });
+        }
+        offer({ pairs: pairs, at: Date.now() }, server);
+      }, function () {
+        paused = false; retry(5000);
+      });
+    }
+
+    function offer(copy, server) {
+      // Two versions: the one on this device and the one the server holds. The form waits
+      // for the officer's choice; nothing is sent or overwritten meanwhile.
+      paused = true;
+      if (!panel) { return; }
+      var when = new Date(copy.at).toLocaleString(document.documentElement.lang || undefined,
+        { dateStyle: "short", timeStyle: "short" });
+      panel.querySelector("[data-text]").textContent = panel.getAttribute("data-text").split("__TIME__").join(when);
+      var list = panel.querySelector("[data-differences]");
+      list.textContent = "";
+      differences(copy.pairs, server.pairs).slice(0, 12).forEach(function (d) {
+        var item = document.createElement("li");
+        var name = document.createElement("strong");
+        name.textContent = d.label + ": ";
+        item.appendChild(name);
+        item.appendChild(document.createTextNode(panel.getAttribute("data-device") + " «" + d.device + "» · " +
+          panel.getAttribute("data-server") + " «" + d.server + "»"));
+        list.appendChild(item);
+      });
+      form.inert = true;
+      panel.hidden = false;
+      panel.focus();
+      panel.querySelector("[data-keep='device']").onclick = function () {
+        panel.hidden = true; form.inert = false; paused = false;
+        put(copy.pairs);
+        etag.value = server.etag; confirmed = server.pairs; dirty = true;
+        keepHere(false).then(function () { send(); });
+      };
+      panel.querySelector("[data-keep='server']").onclick = function () {
+        panel.hidden = true;
+        (copies ? copies.remove() : Promise.resolve()).then(function () { window.location.reload(); });
+      };
+    }
+
+    function differences(device, server) {
+      var a = {}, b = {}, names = [];
+      device.forEach(function (p) { if (!(p[0] in a)) { names.push(p[0]); } (a[p[0]] = a[p[0]] || []).push(p[1]); });
+      server.forEach(function (p) { if (!(p[0] in a) && !(p[0] in b)) { names.push(p[0]); } (b[p[0]] = b[p[0]] || []).push(p[1]); });
+      return names.filter(function (n) { return !same(a[n] || [], b[n] || []); }).map(function (n) {
+        var empty = panel.getAttribute("data-empty");
+        return { label: labelOf(n), device: (a[n] || []).join(", ") || empty, server: (b[n] || []).join(", ") || empty };
+      });
+    }
+
+    function labelOf(name) {
+      var el = form.elements[name];
+      if (el && el.length && !el.tagName) { el = el[0]; }
+      var label = el && el.id ? form.querySelector('label[for="' + el.id + '"]') : null;
+      if (!label && el && el.closest) {
+        var group = el.closest("fieldset");
+        label = group ? group.querySelector("legend") : null;
       }
-    });
-    window.addEventListener("online", send);
-    setInterval(send, 3000);
-    send();
+      return label ? label.textContent.replace(/\s+/g, " ").replace(/\*/g, "").trim() : name;
+    }
+
+    function put(pairs) {
+      // The change event apply() fires is not the officer's typing.
+      applying = true;
+      try { apply(form, pairs); } finally { applying = false; }
+    }
+
+    function changed() {
+      if (applying) { return; }
+      if (!isReady) { early = true; return; }
+      if (paused || leaving) { return; }
+      if (stateOf() !== "pending") { show("pending"); }
+      dirty = true;
+      clearTimeout(writeTimer);
+      writeTimer = setTimeout(function () { keepHere(false); }, 150);
+      schedule(900);
+    }
+
+    function flush(keepalive) {
+      if (paused || leaving || !dirty) { return; }
+      clearTimeout(writeTimer);
+      keepHere(false);
+      send(keepalive);
+    }
+
+    function ready() {
+      // The device copy was looked at: from now on changes are kept and sent.
+      isReady = true;
+      form.setAttribute("data-autosave", "ready");
+      if (early && !paused) { changed(); }
+    }
+
+    function listen() {
+      form.addEventListener("input", changed);
+      form.addEventListener("change", changed);
+      form.addEventListener("focusout", function () { flush(false); });
+      document.addEventListener("visibilitychange", function () { if (document.visibilityState === "hidden") { flush(true); } });
+      window.addEventListener("pagehide", function () { flush(true); });
+      window.addEventListener("pageshow", function (event) { if (event.persisted) { leaving = false; passing = false; } });
+      window.addEventListener("online", function () { send(); });
+      form.addEventListener("submit", function (event) {
+        // The form post carries the etag: first the save in flight must be answered and
+        // the copy written, so the post is neither refused nor followed by a stale copy.
+        if (passing || !isReady) { return; }
+        event.preventDefault();
+        if (leaving || paused) { return; }
+        leaving = true;
+        clearTimeout(sendTimer); clearTimeout(writeTimer); clearTimeout(retryTimer);
+        var submitter = event.submitter || form.querySelector("button[value='save']");
+        Promise.resolve(sending).then(function () { return writing; }).then(function () {
+          if (paused) { leaving = false; return; } // refused meanwhile: the choice comes first
+          return (dirty ? keepHere(true) : Promise.resolve()).then(function () {
+            // Not from this microtask: while the first submit event is still being fired,
+            // the browser ignores a new submission.
+            setTimeout(function () { passing = true; form.requestSubmit(submitter); }, 0);
+          });
+        });
+      });
+    }
+
+    function restore(copy, base) {
+      put(copy.pairs);
+      etag.value = base;
+      dirty = true;
+      show("restored");
+      ready();
+      send();
+    }
+
+    listen();
+    openCopies().then(function (db) {
+      if (!db) { ready(); return; }
+      copies = new Copies(db, user, form.getAttribute("data-review-id"));
+      return copies.get().then(function (copy) {
+        if (!copy || same(copy.pairs, confirmed) || (copy.submitted && copy.base !== etag.value)) {
+          // Nothing, what the server holds already, or a form post the server answered.
+          if (copy) { copies.remove(); }
+          ready();
+          return;
+        }
+        if (copy.base === etag.value) { restore(copy, copy.base); return; }
+        // The page holds another version than the copy's: ask the server which it holds now
+        // (the page itself may come from the offline cache).
+        return serverState(form.getAttribute("data-edit-url")).then(function (server) {
+          if (!server) { ready(); return; }
+          if (same(copy.pairs, server.pairs)) {
+            copies.remove();
+            if (!same(server.pairs, confirmed)) { put(server.pairs); }
+            etag.value = server.etag; confirmed = server.pairs;
+            ready();
+          } else if (copy.base === server.etag) {
+            confirmed = server.pairs;
+            restore(copy, server.etag);
+          } else {
+            etag.value = server.etag; confirmed = server.pairs;
+            offer(copy, server);
+            ready();
+          }
+        }, function () {
+          // The server cannot be reached: the copy is the newest thing known here. It is
+          // sent once the server answers; if that is refused, the choice is offered then.
+          restore(copy, copy.base);
+        });
+      });
+    }).catch(function () { ready(); });
   });
 
   // After signing out, nothing of the last person's pages stays in the cache.

@@ -2,10 +2,17 @@
 // Static files: from the cache first. Pages: from the network, with the last copy kept
 // for when the network is gone. Nothing from another origin is touched.
 "use strict";
-var CACHE = "deployment-review-v1";
+// A new CACHE name whenever a static file changes meaning (v2: the device copy moved from
+// localStorage to IndexedDB): static files are served from the cache first, so an old
+// cache would keep the old scripts.
+var CACHE = "deployment-review-v2";
 
 self.addEventListener("install", function () { self.skipWaiting(); });
-self.addEventListener("activate", function (event) { event.waitUntil(self.clients.claim()); });
+self.addEventListener("activate", function (event) {
+  event.waitUntil(caches.keys().then(function (names) {
+    return Promise.all(names.filter(function (name) { return name !== CACHE; }).map(function (name) { return caches.delete(name); }));
+  }).then(function () { return self.clients.claim(); }));
+});
 
 self.addEventListener("fetch", function (event) {
   var request = event.request;
