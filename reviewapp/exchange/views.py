@@ -21,7 +21,7 @@ from flask import (
 )
 from flask_babel import gettext as _
 
-from reviewapp import get_catalogue, get_store
+from reviewapp import get_catalogue, get_store, policy
 from reviewapp.accounts.access import allow, current_user
 from reviewapp.accounts.views import who
 from reviewapp.exchange import keys, operations
@@ -76,7 +76,7 @@ def export():
             destination=form.get("destination", "").strip()[:120],
             unsent_only=form.get("unsent") == "yes",
             since=operations.parse_date(form.get("since", "").strip() or None),
-            anonymise=form.get("anonymise") == "yes",
+            anonymise=policy.export_anonymised(current_user(), form.get("anonymise") == "yes"),
             max_sensitivity=form.get("max_sensitivity", "strictly_confidential"),
         )
         records, excluded = operations.select_for_export(store, catalogue, node, options)
@@ -199,8 +199,8 @@ def conflict(conflict_id: str):
     lang = current_language()
     differences = []
     for fdef in form.fields.values():
-        if fdef.personal and current_user()["role"] != "admin":
-            continue  # respondent name and contact: the author's and admins' only
+        if fdef.personal and not policy.may_see_personal(current_user(), held):
+            continue
         a, b = held["answers"].get(fdef.name), incoming["answers"].get(fdef.name)
         if a != b:
             differences.append((fdef, a, b))

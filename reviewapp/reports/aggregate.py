@@ -11,6 +11,7 @@ import statistics
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
+from reviewapp import policy
 from reviewapp.bulk import paused_gc
 from reviewapp.formdefs import Catalogue
 
@@ -71,8 +72,7 @@ def select(
         asked for.
     """
     countries = scope_countries(catalogue, options)
-    sensitivity, consent = catalogue.choices["sensitivity"], catalogue.choices["sharing_consent"]
-    ceiling = sensitivity.rank(options.max_sensitivity)
+    ceiling = options.max_sensitivity
     needed = "national" if options.national else "regional"
     included, excluded = [], Counter()
     for review in reviews:
@@ -86,15 +86,15 @@ def select(
             continue
         if options.categories and a.get("personnel_category") not in options.categories:
             continue
-        if consent.rank(a.get("sharing_consent")) < consent.rank(needed):
+        if not policy.consent_reaches(catalogue, a.get("sharing_consent"), needed):
             excluded["consent"] += 1
             continue
-        if sensitivity.rank(a.get("sensitivity")) > ceiling:
+        if not policy.within_ceiling(catalogue, a.get("sensitivity"), ceiling):
             excluded["sensitivity"] += 1
             continue
         observations = []
         for o in a.get("observations") or []:
-            if sensitivity.rank(o.get("sensitivity")) > ceiling:
+            if not policy.within_ceiling(catalogue, o.get("sensitivity"), ceiling):
                 excluded["observations_sensitivity"] += 1
             elif not options.areas or o.get("functional_area") in options.areas:
                 observations.append(o)

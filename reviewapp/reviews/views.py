@@ -18,8 +18,8 @@ from flask import (
 from flask_babel import format_datetime
 from flask_babel import gettext as _
 
-from reviewapp import get_catalogue, get_store
-from reviewapp.accounts.access import EVERYONE, allow, current_user
+from reviewapp import get_catalogue, get_store, policy
+from reviewapp.accounts.access import allow, current_user
 from reviewapp.errors import ValidationFailed
 from reviewapp.formdefs import (
     LANGUAGES,
@@ -30,6 +30,7 @@ from reviewapp.formdefs import (
     display_value,
     input_name,
 )
+from reviewapp.policy import EVERYONE, WRITERS
 from reviewapp.reviews import operations
 from reviewapp.storage import Conflict
 
@@ -38,30 +39,9 @@ bp = Blueprint("reviews", __name__, url_prefix="/reviews", template_folder="temp
 LIST_FILTERS = ("status", "country", "operation", "personnel_category", "archived")
 
 
-WRITERS = ("contributor", "analyst", "admin")
-
-
-def can_read(user: dict, review: dict) -> bool:
-    """Contributors read their own reviews; viewers read submitted ones; analysts all."""
-    if user["role"] in ("analyst", "admin"):
-        return True
-    if user["role"] == "viewer":
-        return review["status"] == "submitted"
-    return review.get("author") == user["username"]
-
-
-def can_edit(user: dict, review: dict) -> bool:
-    return review.get("editor", review.get("author")) == user["username"]
-
-
-def shows_personal(user: dict, review: dict) -> bool:
-    """Respondent name and contact: only for the author and administrators."""
-    return user["role"] == "admin" or review.get("author") == user["username"]
-
-
 def _readable(review_id: str) -> dict:
     review = get_store().get_review(review_id)
-    if not can_read(current_user(), review):
+    if not policy.may_read(current_user(), review):
         abort(404)  # the same answer as for a review that does not exist
     return review
 
@@ -76,11 +56,7 @@ def index():
 def list_reviews():
     store, catalogue = get_store(), get_catalogue()
     filters = {k: request.args.get(k, "") for k in LIST_FILTERS}
-    user = current_user()
-    if user["role"] == "contributor":
-        filters["author"] = user["username"]
-    elif user["role"] == "viewer":
-        filters["status"] = "submitted"
+    filters.update(policy.list_scope(current_user()))
     # Reviews archived after delivery are out of the way unless asked for.
     filters["archived"] = {"": "no", "all": ""}.get(filters["archived"], filters["archived"])
     page = request.args.get("page", 1, type=int) or 1
@@ -119,26 +95,28 @@ def new():
 def edit(review_id: str):
     store, catalogue = get_store(), get_catalogue()
     review = _readable(review_id)
-    if review["status"] == operations.DRAFT and not can_edit(current_user(), review):
-        abort(403)
     if review["status"] != operations.DRAFT:
         return redirect(url_for("reviews.detail", review_id=review_id))
+    if not policy.may_edit(current_user(), review):
+        abort(403)
     form = operations.form_of(catalogue, review)
     if request.method == "GET":
         return _render_edit(form, review, review["answers"], review["content_hash"], {})
 
-    answers = answers_from_form(form, request.form)
+    answers = _with_hidden_personal(form, review, answers_from_form(form, request.form))
     expected = request.form.get("_etag", "")
     action = request.form.get("action", "save")
     anchor = None
+    repeats = {f.name for f in form.fields.values() if f.type == "repeat"}
     if action.startswith("add:"):
-        answers = operations.add_item(form, answers, action.removeprefix("add:"))
-        anchor = (
-            f"item-{action.removeprefix('add:')}-{len(answers[action.removeprefix('add:')]) - 1}"
-        )
+        repeat = action.removeprefix("add:")
+        if repeat not in repeats:
+            abort(400)
+        answers = operations.add_item(form, answers, repeat)
+        anchor = f"item-{repeat}-{len(answers[repeat]) - 1}"
     elif action.startswith("remove:"):
         repeat, _sep, index = action.removeprefix("remove:").partition(":")
-        if not index.isdigit():
+        if repeat not in repeats or not index.isdigit():
             abort(400)
         answers = operations.remove_item(answers, repeat, int(index))
         anchor = f"section-{repeat}"
@@ -163,6 +141,15 @@ def edit(review_id: str):
     return redirect(url_for("reviews.edit", review_id=review_id, _anchor=anchor))
 
 
+def _with_hidden_personal(form, review: dict, answers: dict) -> dict:
+    """An editor who may not see the personal fields is not shown them, so they are
+    not posted: keep the stored answers rather than erase them."""
+    if policy.may_see_personal(current_user(), review):
+        return answers
+    kept = {n: review["answers"][n] for n in form.personal_fields() if n in review["answers"]}
+    return {**{k: v for k, v in answers.items() if k not in form.personal_fields()}, **kept}
+
+
 def _render_edit(form, review, answers, etag, errors, status=200):
     lang = current_language()
     summary = [
@@ -179,6 +166,7 @@ def _render_edit(form, review, answers, etag, errors, status=200):
         errors=errors,
         summary=summary,
         choices=get_catalogue().choices,
+        personal=policy.may_see_personal(current_user(), review),
     ), status
 
 
@@ -188,10 +176,10 @@ def autosave(review_id: str):
     """The page's background save: the same draft rules as "Save draft", answered in JSON."""
     store, catalogue = get_store(), get_catalogue()
     review = _readable(review_id)
-    if review["status"] != operations.DRAFT or not can_edit(current_user(), review):
+    if not policy.may_edit(current_user(), review):
         return jsonify(status="not_editable"), 409
     form = operations.form_of(catalogue, review)
-    answers = answers_from_form(form, request.form)
+    answers = _with_hidden_personal(form, review, answers_from_form(form, request.form))
     try:
         saved = operations.save_draft(
             store, catalogue, review_id, answers, request.form.get("_etag", "")
@@ -235,10 +223,9 @@ def _render_detail(review, revisions, archived=False):
         archived=archived,
         conflicts=conflicts,
         delivery=delivery,
-        personal=shows_personal(current_user(), review),
-        can_edit=can_edit(current_user(), review),
-        can_revise=current_user()["role"] in ("analyst", "admin")
-        or review.get("author") == current_user()["username"],
+        personal=policy.may_see_personal(current_user(), review),
+        can_edit=policy.may_edit(current_user(), review),
+        can_revise=policy.may_revise(current_user(), review),
     )
 
 
@@ -253,7 +240,11 @@ def pdf(review_id: str):
     review = _readable(review_id)
     form = operations.form_of(get_catalogue(), review)
     document = review_pdf(
-        review, form, get_catalogue(), current_language(), shows_personal(current_user(), review)
+        review,
+        form,
+        get_catalogue(),
+        current_language(),
+        policy.may_see_personal(current_user(), review),
     )
     name = f"deployment-review-{review['id'][:8]}-r{review['revision']}.pdf"
     return send_file(
@@ -265,10 +256,7 @@ def pdf(review_id: str):
 @allow(*WRITERS)
 def revise(review_id: str):
     review = _readable(review_id)
-    if (
-        current_user()["role"] == "contributor"
-        and review.get("author") != current_user()["username"]
-    ):
+    if not policy.may_revise(current_user(), review):
         abort(403)
     operations.revise_review(get_store(), review_id, current_user()["username"])
     flash(_("A new revision is open for editing; the submitted one is kept."), "success")
