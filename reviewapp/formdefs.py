@@ -70,7 +70,14 @@ MESSAGES = {
     "list": _l("Expected a list of entries."),
     "entry": _l("Expected an entry with fields."),
     "date_after": _l("Must be later than “{other}”."),
+    "control": _l(
+        "Remove the invisible control characters from this text (they often come with text "
+        "pasted from another program)."
+    ),
 }
+# Control characters other than tab, line feed and carriage return: they break exports
+# (XLSX refuses them) and mean nothing to a reader.
+CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
 class DefinitionError(ValueError):
@@ -549,7 +556,10 @@ def _compile_field(fdef: FieldDef, mode: str, choices: dict[str, ChoiceList]) ->
     common = {"allow_none": False}
     if fdef.type in ("text", "long_text"):
         return fields.String(
-            validate=validate.Length(max=fdef.max_length, error=MESSAGES["too_long"]),
+            validate=[
+                validate.Length(max=fdef.max_length, error=MESSAGES["too_long"]),
+                _no_control_characters,
+            ],
             error_messages={"invalid": MESSAGES["text"], "invalid_utf8": MESSAGES["text"]},
             **common,
         )
@@ -589,6 +599,11 @@ def _compile_field(fdef: FieldDef, mode: str, choices: dict[str, ChoiceList]) ->
             **common,
         )
     raise AssertionError(fdef.type)  # _check_fields rejected every other type
+
+
+def _no_control_characters(value: str) -> None:
+    if CONTROL_RE.search(value):
+        raise ValidationError(str(MESSAGES["control"]))
 
 
 def _is_empty(value: Any) -> bool:
@@ -685,7 +700,13 @@ def _value_check(fdef: FieldDef, choices: dict[str, ChoiceList]):
         limit = fdef.max_length
 
         def check(v):
-            return type(v) is str and v != "" and len(v) <= limit and v == v.strip()
+            return (
+                type(v) is str
+                and v != ""
+                and len(v) <= limit
+                and v == v.strip()
+                and not CONTROL_RE.search(v)
+            )
 
     elif fdef.type == "integer":
         low = -(2**63) if fdef.min is None else fdef.min

@@ -2,7 +2,7 @@
 reviews and a sheet of observations), with the report's own filters.
 
 Never any personal field (respondent name and contact). Cells that a spreadsheet would
-run as a formula are prefixed with an apostrophe.
+run as a formula are prefixed with an apostrophe; every text cell of the CSV is quoted.
 """
 
 from __future__ import annotations
@@ -12,8 +12,10 @@ import io
 
 from flask_babel import force_locale, gettext
 
-from reviewapp.formdefs import Catalogue
+from reviewapp.formdefs import CONTROL_RE, Catalogue
 from reviewapp.reports import aggregate
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # as OWASP lists them for CSV injection
 
 REVIEW_COLUMNS = (
     ("review_id", None), ("country", "countries"), ("operation", "operations"), ("institution", "institutions"),
@@ -33,10 +35,13 @@ OBSERVATION_COLUMNS = (
 
 
 def _cell(value) -> str | int | float:
+    """A value as a spreadsheet cell: control characters (which XLSX cannot hold, and
+    which older versions stored) dropped, and text a spreadsheet would run as a formula
+    kept as text with a leading apostrophe."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return value
-    text = "" if value is None else str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
+    text = CONTROL_RE.sub("", "" if value is None else str(value))
+    return "'" + text if text[:1] in FORMULA_STARTS else text
 
 
 def rows(
@@ -71,7 +76,7 @@ def rows(
 
 def to_csv(observation_rows: list[list]) -> bytes:
     out = io.StringIO()
-    writer = csv.writer(out)
+    writer = csv.writer(out, quoting=csv.QUOTE_NONNUMERIC)  # every text cell quoted
     writer.writerow([name for name, _ in OBSERVATION_COLUMNS])
     writer.writerows(observation_rows)
     return ("\ufeff" + out.getvalue()).encode("utf-8")  # the BOM lets spreadsheets see UTF-8
