@@ -226,6 +226,16 @@ def _is_torn(rest: bytes) -> bool:
         return False
 
 
+def _document_pieces(docs: dict[str, Doc]) -> Iterator[bytes]:
+    """``orjson.dumps(docs)``, in pieces of one document each."""
+    yield b"{"
+    first = True
+    for key, doc in docs.items():
+        yield (b"" if first else b",") + orjson.dumps(key) + b":" + orjson.dumps(doc)
+        first = False
+    yield b"}"
+
+
 def _write_file(path: Path, data: bytes) -> None:
     """Replace ``path`` with ``data`` atomically and durably; no temp file is left."""
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
@@ -517,20 +527,48 @@ class Journal:
                 raise _Bad(path, "fails its checksum (its records were changed after writing)")
         return docs, meta, len(raw)
 
-    def _snapshot_bytes_of(self, name: str, docs: dict[str, Doc]) -> bytes:
-        """``{"<name>": {docs}, "_meta": {...}}``: a TinyDB file whose ``_meta`` table
-        records the count and checksum of the documents and the folder's collections."""
-        body = orjson.dumps(docs)
-        meta = {
-            "documents": len(docs),
-            "crc32": zlib.crc32(body),
-            "collections": list(self.names),
-            "written_at": _now(),
-        }
-        return b"".join((b'{"', name.encode(), b'":', body, b',"_meta":', orjson.dumps(meta), b"}"))
+    def _stream_snapshot(self, name: str, docs: dict[str, Doc], path: Path) -> None:
+        """Write ``{"<name>": {docs}, "_meta": {...}}`` to ``path`` and fsync it: a TinyDB
+        file whose ``_meta`` table records the count and CRC-32 of the documents' bytes
+        and the folder's collections.
+
+        Document by document, never the whole collection in one string: a compaction
+        running in a thread of the web server then lets requests run between documents
+        (one ``orjson.dumps`` of 400 MB would hold the interpreter for seconds), and
+        memory stays flat.
+        """
+        crc, size, buffer = 0, 0, []
+        with open(path, "wb") as fh:
+            fh.write(b'{"' + name.encode() + b'":')
+            for piece in _document_pieces(docs):
+                crc = zlib.crc32(piece, crc)
+                buffer.append(piece)
+                size += len(piece)
+                if size > 2**20:
+                    fh.write(b"".join(buffer))
+                    buffer, size = [], 0
+            fh.write(b"".join(buffer))
+            meta = {
+                "documents": len(docs),
+                "crc32": crc,
+                "collections": list(self.names),
+                "written_at": _now(),
+            }
+            fh.write(b',"_meta":' + orjson.dumps(meta) + b"}")
+            fh.flush()
+            os.fsync(fh.fileno())
 
     def _write_snapshot(self, name: str, docs: dict[str, Doc], path: Path | None = None) -> None:
-        _write_file(path or self._snapshot(name), self._snapshot_bytes_of(name, docs))
+        """Replace a snapshot (or write one at ``path``) atomically and durably."""
+        target = path or self._snapshot(name)
+        tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
+        try:
+            with _writing(target):
+                self._stream_snapshot(name, docs, tmp)
+                os.replace(tmp, target)
+                _fsync_dir(target.parent)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def _read_files(self) -> tuple[dict, int, list[dict], int]:
         """:returns: the snapshots' documents, their size, the journal's records and the
@@ -778,7 +816,7 @@ class Journal:
         try:
             with _writing(self.folder):
                 for name in names:
-                    _write_synced(temps[name], self._snapshot_bytes_of(name, tables.get(name, {})))
+                    self._stream_snapshot(name, tables.get(name, {}), temps[name])
             with self.lock, self._mutex:
                 self._sync(locked=True)
                 if (self._keys[self.path] or (None,))[0] != journal_key[0]:
@@ -833,17 +871,28 @@ class RecordTable(Table):
 
 
 class Accounts:
-    """Users and the audit log (mixed into :class:`Store`)."""
+    """Users, the node's sign-in limits and the audit log (mixed into :class:`Store`)."""
+
+    # Not a valid user name: the node-wide sign-in counters (PIN budget, unknown names)
+    # live beside the accounts they protect, out of every user listing.
+    SIGN_IN_LIMITS = "#sign-in-limits"
 
     def find_user(self, username: str) -> Doc | None:
+        if username == self.SIGN_IN_LIMITS:
+            return None
         return self._get("users", username)
 
     def list_users(self) -> list[Doc]:
-        return sorted((_copy(u) for u in self._all("users").values()), key=lambda u: u["username"])
+        return sorted(
+            (_copy(u) for k, u in self._all("users").items() if k != self.SIGN_IN_LIMITS),
+            key=lambda u: u["username"],
+        )
 
     def count_admins(self) -> int:
         return sum(
-            1 for u in self._all("users").values() if u["role"] == "admin" and not u.get("disabled")
+            1
+            for k, u in self._all("users").items()
+            if k != self.SIGN_IN_LIMITS and u["role"] == "admin" and not u.get("disabled")
         )
 
     def add_user(self, user: Doc) -> None:
@@ -855,6 +904,13 @@ class Accounts:
     def save_user(self, user: Doc) -> None:
         self._put("users", {user["username"]: user})
 
+    def find_sign_in_limits(self) -> Doc:
+        """The node's sign-in counters (an empty dict before the first failure)."""
+        return self._get("users", self.SIGN_IN_LIMITS) or {}
+
+    def save_sign_in_limits(self, limits: Doc) -> None:
+        self._put("users", {self.SIGN_IN_LIMITS: limits})
+
     def add_audit(self, entry: Doc) -> None:
         """Append to the audit log; entries are never changed or removed."""
         with self.atomic():
@@ -862,10 +918,42 @@ class Accounts:
                 raise Conflict(f"audit entry {entry['id']} exists")
             self._put("audit", {entry["id"]: entry})
 
+    def find_audit(self, entry_id: str) -> Doc | None:
+        return self._get("audit", entry_id)
+
+    def count_audit(self, entry: Doc) -> Doc:
+        """Add ``entry`` to the counting entry of the same id, or start it.
+
+        For events counted rather than listed (failed sign-ins): ``count`` is added,
+        the ``reasons`` counts are merged, ``last_at`` and ``who`` are the newest.
+
+        :returns: the entry as stored.
+        """
+        with self.atomic():
+            held = self._get("audit", entry["id"])
+            if held is None:
+                held = {**entry, "last_at": entry.get("last_at", entry["at"])}
+            else:
+                reasons = dict(held.get("reasons", {}))
+                for reason, n in entry.get("reasons", {}).items():
+                    reasons[reason] = reasons.get(reason, 0) + n
+                held.update(
+                    count=held.get("count", 0) + entry.get("count", 1),
+                    reasons=reasons,
+                    last_at=entry.get("last_at", entry["at"]),
+                    who=entry["who"],
+                )
+            self._put("audit", {held["id"]: held})
+            return _copy(held)
+
     def list_audit(self, limit: int | None = None) -> list[Doc]:
-        """The audit log, newest first."""
-        keys = sorted(self._all("audit"), reverse=True)[:limit]
+        """The audit log, newest first (a counting entry by its latest event)."""
         entries = self._all("audit")
+        # Ids start with the entry's time; a counting entry is placed by its latest event.
+        def when(key: str) -> tuple[str, str]:
+            return (entries[key].get("last_at") or entries[key].get("at") or key, key)
+
+        keys = sorted(entries, key=when, reverse=True)[:limit]
         return [_copy(entries[k]) for k in keys]
 
 
