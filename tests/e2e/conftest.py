@@ -6,6 +6,7 @@ tests are skipped with a message; under CI=true a missing browser is a failure.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -162,10 +163,8 @@ class PersistentBrowser:
             if ") Z " in stat:  # a zombie: dead, not yet reaped by Playwright's driver
                 break
             time.sleep(0.05)
-        try:
+        with contextlib.suppress(Exception):  # the browser is gone, which is the point
             self.context.close()
-        except Exception:  # noqa: BLE001 - the browser is gone, which is the point
-            pass
         self.context = None
 
     def close(self) -> None:

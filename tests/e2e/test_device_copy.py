@@ -47,7 +47,9 @@ def edit_url(server, review_id: str) -> str:
 def autosave_answers(page) -> list[int]:
     """Record the status of every autosave answer the page receives."""
     statuses: list[int] = []
-    page.on("response", lambda r: statuses.append(r.status) if r.url.endswith("/autosave") else None)
+    page.on(
+        "response", lambda r: statuses.append(r.status) if r.url.endswith("/autosave") else None
+    )
     return statuses
 
 
