@@ -1178,7 +1178,7 @@ class Store(Accounts):
             return True
 
         found = [r for r in self._all("reviews").values() if matches(r)]
-        found.sort(key=lambda r: (r.get("updated_at", ""), r["id"]), reverse=True)
+        found.sort(key=lambda r: (str(r.get("updated_at", "")), r["id"]), reverse=True)
         end = None if limit is None else offset + limit
         return [_copy(r) for r in found[offset:end]], len(found)
 

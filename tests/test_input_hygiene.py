@@ -122,3 +122,13 @@ def test_xlsx_never_fails_on_stored_text(dirty, node_web, tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert load_workbook(out).worksheets[1].max_row == 2
+
+
+@pytest.mark.parametrize("stamp", ["yesterday", "2024-13-45T99:00:00Z", 12345, ["x"]])
+def test_a_malformed_time_in_a_stored_record_never_breaks_a_page(node_web, store, stamp):
+    node_web.start_review()  # a sound one beside it, to be sorted with it
+    review_id = node_web.start_review()
+    review = store.get_review(review_id)
+    store._put("reviews", {review_id: {**review, "updated_at": stamp, "created_at": stamp}})
+    for url in ("/reviews/", f"/reviews/{review_id}", f"/reviews/{review_id}/edit"):
+        assert node_web.get(url).status_code == 200, url

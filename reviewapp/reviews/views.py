@@ -280,7 +280,12 @@ def choice_label(list_name: str, value) -> str:
 
 @bp.app_template_global()
 def when(stamp: str | None) -> str:
-    return format_datetime(_parse_time(stamp), "short") if stamp else "—"
+    if not stamp:
+        return "—"
+    try:
+        return format_datetime(_parse_time(stamp), "short")
+    except (TypeError, ValueError, AttributeError):
+        return str(stamp)  # a record from elsewhere with a malformed time: shown as it is
 
 
 bp.add_app_template_global(input_name, "input_name")
