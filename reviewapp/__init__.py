@@ -14,7 +14,7 @@ from pathlib import Path
 from flask import Flask, current_app
 
 from reviewapp.formdefs import Catalogue, load_catalogue
-from reviewapp.storage import Store
+from reviewapp.storage import Store, StoreDamaged, write_new_file
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 __version__ = "0.1.0"
@@ -50,15 +50,14 @@ def create_app(test_config: dict | None = None) -> Flask:
     if test_config:
         app.config.from_mapping(test_config)
     data_dir = Path(app.config["DATA_DIR"])
-    data_dir.mkdir(parents=True, exist_ok=True)
-    if not app.config.get("SECRET_KEY"):
-        app.config["SECRET_KEY"] = _secret_key(data_dir)
-
     store = Store(
         data_dir,
         lock_timeout=app.config["STORE_LOCK_TIMEOUT"],
         background_compaction=app.config["STORE_BACKGROUND_COMPACTION"],
     )
+    _check_node_key(data_dir, store)
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = _secret_key(data_dir, store)
     app.extensions["store"] = store
     catalogue = load_catalogue(app.config["FORMS_DIR"])
     catalogue.received = store.list_received_forms
@@ -105,11 +104,41 @@ def get_catalogue() -> Catalogue:
     return current_app.extensions["catalogue"]
 
 
-def _secret_key(data_dir: Path) -> str:
-    """The node's own session key, made on first start and kept with its data."""
+def _secret_key(data_dir: Path, store: Store) -> str:
+    """The node's own session key, made with the node and kept with its data.
+
+    :raises StoreDamaged: it is missing on a node in use, or too short to be one this
+        app made (a guessable key would let anyone forge a session).
+    """
     path = data_dir / "secret_key"
     if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(secrets.token_hex(32))
-    return path.read_text().strip()
+        if store.find_node() is not None:
+            raise StoreDamaged(
+                f"{path} is missing; restore it from a backup (python run.py restore) — "
+                "a new one would sign everyone out, a made-up one would let sessions be forged",
+                path,
+            )
+        write_new_file(path, secrets.token_hex(32).encode(), 0o600)
+    try:
+        key = path.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        key = ""
+    if len(key) < 32:
+        raise StoreDamaged(
+            f"{path} is not a session key this app made (it must hold at least 32 "
+            "characters); restore it from a backup (python run.py restore)",
+            path,
+        )
+    return key
+
+
+def _check_node_key(data_dir: Path, store: Store) -> None:
+    """A signing key with no node is what is left of a node whose files were lost."""
+    key = data_dir / "node_key.pem"
+    if key.exists() and store.find_node() is None:
+        raise StoreDamaged(
+            f"{data_dir} holds a node's signing key ({key.name}) but no node settings: its "
+            "files were lost. Restore it from a backup (python run.py restore) rather than "
+            "set up a new node over them",
+            key,
+        )

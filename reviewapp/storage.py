@@ -25,11 +25,14 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import errno
+import hashlib
 import logging
 import os
 import threading
 import time
+import uuid
 import zlib
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -248,6 +251,31 @@ def _write_file(path: Path, data: bytes) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def write_new_file(path: Path, data: bytes, mode: int = 0o600) -> bool:
+    """Create ``path`` holding ``data``, whole or not at all (never an empty or half
+    file, e.g. on a full disk), unless it exists already.
+
+    :returns: whether this call created it (False: another process did first).
+    :raises StoreUnwritable: the disk refused.
+    """
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        with _writing(path):
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            try:
+                os.link(tmp, path)  # unlike a rename, never replaces an existing file
+            except FileExistsError:
+                return False
+            _fsync_dir(path.parent)
+            return True
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def _now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -373,7 +401,9 @@ class Journal:
         self.folder = folder
         self.names = tuple(names)
         self.path = folder / "journal.log"
+        self.end_path = folder / "journal.end"  # where the last acknowledged record ends
         self.damaged_folder = folder / "damaged"
+        self.folder_id: str | None = None  # recorded in every snapshot
         self.lock = FolderLock(folder, lock_timeout)
         self.compact_min_bytes = compact_min_bytes
         self.background = background
@@ -389,6 +419,7 @@ class Journal:
         self._snapshot_bytes = 0
         self.compactions = 0  # completed by this process (for tests and benchmarks)
         self._wake = threading.Event()
+        self._compacting = threading.Lock()
         self._compactor: threading.Thread | None = None
         with self._mutex:
             ready = self.folder.exists() and not any(self.folder.glob("*.json.journal"))
@@ -428,6 +459,10 @@ class Journal:
         file deleted from a node in use is told from a collection new in this version.
         """
         present = [n for n in self.names if self._snapshot(n).exists()]
+        if not present and (self.path.exists() or self.end_path.exists()):
+            raise self._damaged(
+                self.folder, "has lost all its collection files although its journal is there"
+            )
         known: set[str] = set()
         for name in present:
             try:
@@ -435,6 +470,7 @@ class Journal:
             except _Bad as bad:
                 raise self._damaged(bad.path, bad.what) from None
             known.update(meta.get("collections", ()))
+            self.folder_id = self.folder_id or meta.get("folder")
         for name in self.names:
             if name in present:
                 continue
@@ -487,16 +523,31 @@ class Journal:
         return StoreDamaged(message, path, offset)
 
     def _keep_aside(self, path: Path, data: bytes | None = None, label: str = "") -> Path | None:
+        """Copy damaged bytes to ``damaged/`` (once: the same bytes are not copied again
+        on every attempt to open the folder)."""
         try:
             if data is None:
                 data = path.read_bytes()
             self.damaged_folder.mkdir(exist_ok=True)
+            digest = hashlib.sha256(data).hexdigest()[:12]
+            for kept in self.damaged_folder.glob(f"{path.stem}-*-{digest}{label}{path.suffix}"):
+                return kept
             stamp = _now().replace(":", "").replace(".", "-")
-            target = self.damaged_folder / f"{path.stem}-{stamp}{label}{path.suffix}"
-            target.write_bytes(data)
+            target = self.damaged_folder / f"{path.stem}-{stamp}-{digest}{label}{path.suffix}"
+            _write_file(target, data)
             return target
-        except OSError:
+        except (OSError, StoreError):
             return None
+
+    def list_set_aside(self) -> list[dict]:
+        """What ``damaged/`` holds: files found damaged, and torn writes that were cut."""
+        if not self.damaged_folder.is_dir():
+            return []
+        return [
+            {"name": p.name, "bytes": p.stat().st_size, "at": p.stat().st_mtime}
+            for p in sorted(self.damaged_folder.iterdir())
+            if p.is_file()
+        ]
 
     def _read_snapshot(self, name: str) -> tuple[dict[str, Doc], dict, int]:
         """One collection file, checked: it parses, holds its collection, and holds as
@@ -538,6 +589,7 @@ class Journal:
         memory stays flat.
         """
         crc, size, buffer = 0, 0, []
+        self.folder_id = self.folder_id or uuid.uuid4().hex  # a new folder, or one of 0.2
         with open(path, "wb") as fh:
             fh.write(b'{"' + name.encode() + b'":')
             for piece in _document_pieces(docs):
@@ -552,6 +604,7 @@ class Journal:
                 "documents": len(docs),
                 "crc32": crc,
                 "collections": list(self.names),
+                "folder": self.folder_id,
                 "written_at": _now(),
             }
             fh.write(b',"_meta":' + orjson.dumps(meta) + b"}")
@@ -573,20 +626,62 @@ class Journal:
     def _read_files(self) -> tuple[dict, int, list[dict], int]:
         """:returns: the snapshots' documents, their size, the journal's records and the
         length of its valid prefix. :raises _Bad: naming the file at fault."""
-        tables, sizes = {}, 0
+        tables, sizes, folders = {}, 0, {}
         for name in self.names:
-            tables[name], _meta, size = self._read_snapshot(name)
+            tables[name], meta, size = self._read_snapshot(name)
             sizes += size
+            if meta.get("folder"):
+                folders[name] = meta["folder"]
+        if folders:
+            ours = Counter(folders.values()).most_common(1)[0][0]
+            for name, folder in folders.items():
+                if folder != ours:
+                    raise _Bad(self._snapshot(name), "comes from another data folder")
+            self.folder_id = ours
         try:
             data = self.path.read_bytes()
+            inode = self.path.stat().st_ino
         except FileNotFoundError:
-            data = b""
+            data, inode = b"", None
         records, valid, damage_at = _decode_records(data)
         if damage_at is not None:
             raise _Bad(
                 self.path, "holds a record that fails its checksum, with more after it", damage_at
             )
+        acknowledged = self._acknowledged_end()
+        if acknowledged and (inode is None or acknowledged[0] == inode) and acknowledged[1] > valid:
+            what = (
+                f"is missing, although {acknowledged[1]} bytes of records were acknowledged"
+                if inode is None
+                else f"ends at byte {valid}, but records up to byte {acknowledged[1]} were "
+                "acknowledged: it was cut short"
+            )
+            raise _Bad(self.path, what, valid if inode is not None else None)
         return tables, sizes, records, valid
+
+    def _acknowledged_end(self) -> tuple[int, int] | None:
+        """(journal inode, length) as last acknowledged, from ``journal.end``; None when
+        there is none or it cannot be trusted (it is a hint: never synced, so after a
+        power cut it may be behind, which only makes the check weaker)."""
+        try:
+            line = self.end_path.read_bytes()
+            inode, end, crc = (int(x) for x in line.split())
+        except (OSError, ValueError):
+            return None
+        return (inode, end) if zlib.crc32(b"%d %d" % (inode, end)) == crc else None
+
+    def _record_end(self) -> None:
+        key = _stat_key(self.path)
+        if key is None:
+            return
+        body = b"%d %d" % (key[0], self._end)
+        line = b"%s %d\n" % (body, zlib.crc32(body))
+        with contextlib.suppress(OSError):
+            fd = os.open(self.end_path, os.O_WRONLY | os.O_CREAT, 0o644)
+            try:
+                os.pwrite(fd, line.ljust(64), 0)
+            finally:
+                os.close(fd)
 
     def _load(self, locked: bool, wait: float = 0.05) -> None:
         """Read every snapshot and replay the whole journal.
@@ -752,7 +847,12 @@ class Journal:
                 # Past the last valid record: a killed writer's torn line (damage
                 # would have stopped us in _sync). Kept aside, then cut.
                 os.lseek(fd, self._end, os.SEEK_SET)
-                self._keep_aside(self.path, os.read(fd, size - self._end), f"-torn-at-{self._end}")
+                kept = self._keep_aside(
+                    self.path, os.read(fd, size - self._end), f"-torn-at-{self._end}"
+                )
+                log.warning(
+                    "cut an unfinished write of %d bytes (kept in %s)", size - self._end, kept
+                )
                 os.ftruncate(fd, self._end)
             try:
                 view = memoryview(line)
@@ -769,6 +869,7 @@ class Journal:
             _fsync_dir(self.folder)
         self._end += len(line)
         self._keys[self.path] = _stat_key(self.path)
+        self._record_end()
 
     # -- compaction ----------------------------------------------------------------
 
@@ -803,6 +904,10 @@ class Journal:
         replaying a journal over newer snapshots gives the same state, because every
         record sets whole documents.
         """
+        with self._compacting:  # one at a time in this process (the thread and a call)
+            self._compact()
+
+    def _compact(self) -> None:
         with self.lock, self._mutex:
             self._sync(locked=True)
             if self.damage is not None:
@@ -811,7 +916,9 @@ class Journal:
             if self._end == 0:
                 return
             tables, names, end = self.tables, sorted(self._journal_names), self._end
-            journal_key = self._keys[self.path]
+            # Any other compaction replaces the journal and at least one snapshot; an
+            # inode number alone may be reused, a snapshot's (inode, mtime) is not.
+            files = dict(self._keys)
         temps = {n: self.folder / f"{n}.json.{os.getpid()}.compact" for n in names}
         try:
             with _writing(self.folder):
@@ -819,8 +926,9 @@ class Journal:
                     self._stream_snapshot(name, tables.get(name, {}), temps[name])
             with self.lock, self._mutex:
                 self._sync(locked=True)
-                if (self._keys[self.path] or (None,))[0] != journal_key[0]:
-                    return  # another process compacted meanwhile
+                journal_same = (self._keys[self.path] or (None,))[0] == (files[self.path] or (None,))[0]  # fmt: skip
+                if not journal_same or any(self._keys[p] != files[p] for p in self._watched()[1:]):
+                    return  # another process (or thread) compacted meanwhile
                 if not all(t.exists() for t in temps.values()):
                     return  # removed as a dead process's (a reused pid): try again later
                 with open(self.path, "rb") as fh:
@@ -830,8 +938,10 @@ class Journal:
                     for name in names:
                         os.replace(temps[name], self._snapshot(name))
                     _fsync_dir(self.folder)
+                    self.end_path.unlink(missing_ok=True)  # it speaks of the old journal
                     _write_file(self.path, tail)
                 self._end = len(tail)
+                self._record_end()
                 self._journal_names = {n for r in _decode_records(tail)[0] for n in r}
                 self._snapshot_bytes = sum(self._snapshot(n).stat().st_size for n in self.names)
                 self._keys = self._stat_all()

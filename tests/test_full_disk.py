@@ -141,3 +141,24 @@ def test_a_read_only_folder_refuses_writes_clearly_and_still_reads(disk):
     finally:
         subprocess.run(["mount", "-o", "remount,rw", str(disk)], check=True)
     assert Store(folder).find_review("b") is None
+
+
+def test_making_the_signing_key_on_a_full_disk_leaves_no_empty_key_behind(disk, tmp_path):
+    from tests.exchange.conftest import _node
+
+    node = _node(disk, "field", "UY", "field")
+    node.submit()
+    filler = fill(node.folder)
+    done = subprocess.run(
+        [sys.executable, "run.py", "--data", str(node.folder), "backup", "--out", str(tmp_path / "b")],  # fmt: skip
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 5, done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (node.folder / "node_key.pem").exists()
+    assert leftovers(node.folder) == []
+    filler.unlink()
+    node.export(tmp_path / "1.drb")  # the key is made now, whole
+    assert (node.folder / "node_key.pem").stat().st_size > 100

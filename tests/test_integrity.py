@@ -83,7 +83,15 @@ def test_a_form_received_by_a_command_line_import_is_usable_by_a_running_server(
     page = f"/reviews/{review['id']}"
     assert admin.get(page).status_code == 404  # not held yet
     done = subprocess.run(
-        [sys.executable, "run.py", "--data", str(centre.folder), "import", str(tmp_path / "v2.drb")],
+        [
+            sys.executable,
+            "run.py",
+            "--data",
+            str(centre.folder),
+            "import",
+            str(tmp_path / "v2.drb"),
+            "--trust-signer",
+        ],  # forms are learnt only from a trusted signer
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
@@ -106,7 +114,15 @@ def test_a_missing_node_key_after_exporting_is_reported_not_replaced(field, tmp_
     assert "node_key.pem" in page.get_data(as_text=True)
     assert not key.exists()
     done = subprocess.run(
-        [sys.executable, "run.py", "--data", str(field.folder), "export", "--out", str(tmp_path / "2.drb")],  # fmt: skip
+        [
+            sys.executable,
+            "run.py",
+            "--data",
+            str(field.folder),
+            "export",
+            "--out",
+            str(tmp_path / "2.drb"),
+        ],  # fmt: skip
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
@@ -128,7 +144,18 @@ def test_a_missing_node_file_keeps_the_setup_page_closed(node_web, app, tmp_path
     with pytest.raises(StoreDamaged):
         create_app({"DATA_DIR": str(folder), "TESTING": True, **FAST})
     done = subprocess.run(
-        [sys.executable, "run.py", "--data", str(folder), "user", "add", "intruder", "--role", "admin", "--password-stdin"],  # fmt: skip
+        [
+            sys.executable,
+            "run.py",
+            "--data",
+            str(folder),
+            "user",
+            "add",
+            "intruder",
+            "--role",
+            "admin",
+            "--password-stdin",
+        ],  # fmt: skip
         cwd=REPO_ROOT,
         input="a long enough password\n",
         capture_output=True,
@@ -137,3 +164,47 @@ def test_a_missing_node_file_keeps_the_setup_page_closed(node_web, app, tmp_path
     assert done.returncode == 6, done.stderr
     assert "node.json is missing" in done.stderr and "restore" in done.stderr
     assert not (folder / "node.json").exists()
+
+
+@pytest.mark.parametrize("content", [b"", b"a", b"0123456789abcdef"])
+def test_a_short_or_empty_session_key_is_damage_not_a_guessable_key(node_web, app, content):
+    folder = Path(app.config["DATA_DIR"])
+    (folder / "secret_key").write_bytes(content)
+    with pytest.raises(StoreDamaged, match="secret_key is not a session key"):
+        create_app({"DATA_DIR": str(folder), "TESTING": True, **FAST})
+    done = subprocess.run(
+        [sys.executable, "run.py", "--data", str(folder), "serve", "--port", "1"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 6 and "secret_key" in done.stderr
+    assert (folder / "secret_key").read_bytes() == content
+
+
+def test_a_signing_key_left_without_its_node_keeps_the_setup_page_closed(field, tmp_path):
+    field.export(tmp_path / "1.drb")  # the key exists now
+    for path in field.folder.iterdir():
+        if path.name not in ("node_key.pem", "secret_key"):
+            path.unlink() if path.is_file() else shutil.rmtree(path)
+    with pytest.raises(StoreDamaged, match="signing key"):
+        create_app({"DATA_DIR": str(field.folder), "TESTING": True, **FAST})
+
+
+def test_a_damaged_signing_key_is_reported_on_the_command_line_in_one_line(field, tmp_path):
+    field.submit()
+    field.export(tmp_path / "1.drb")
+    key = field.folder / "node_key.pem"
+    lines = key.read_text().splitlines()
+    middle = lines[1]
+    lines[1] = middle[:10] + ("B" if middle[10] != "B" else "C") + middle[11:]
+    key.write_text("\n".join(lines) + "\n")
+    done = subprocess.run(
+        [sys.executable, "run.py", "--data", str(field.folder), "export", "--out", str(tmp_path / "2.drb")],  # fmt: skip
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 6, done.stderr
+    assert "node_key.pem" in done.stderr and "Traceback" not in done.stderr

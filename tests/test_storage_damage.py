@@ -207,3 +207,56 @@ def test_a_lock_held_elsewhere_lets_reads_answer_and_makes_writes_fail_in_bounde
     assert store.get_review("held")  # the other process's write, seen once committed
     with pytest.raises(Conflict):
         store.add_review({"id": "held", "content_hash": "again", "answers": {}})
+
+
+def test_a_used_folder_that_lost_every_collection_file_is_damage_not_a_new_node(tmp_path):
+    folder = tmp_path / "data"
+    _filled(folder)
+    for snapshot in folder.glob("*.json"):
+        snapshot.unlink()
+    with pytest.raises(StoreDamaged, match="lost all its collection files"):
+        Store(folder)
+    assert not list(folder.glob("*.json"))  # nothing recreated
+
+
+@pytest.mark.parametrize("where", ["inside a record", "at a record boundary"])
+def test_a_journal_cut_short_is_damage_not_a_torn_write(tmp_path, where):
+    folder = tmp_path / "data"
+    _filled(folder)
+    journal = folder / "journal.log"
+    data = journal.read_bytes()
+    first = data.index(b"\n") + 1
+    cut = first + 25 if where == "inside a record" else first
+    journal.write_bytes(data[:cut])
+    with pytest.raises(StoreDamaged, match="cut short") as caught:
+        Store(folder)
+    assert caught.value.offset == first
+    assert journal.read_bytes() == data[:cut]  # and not cut further
+
+
+def test_a_deleted_journal_is_damage(tmp_path):
+    folder = tmp_path / "data"
+    _filled(folder)
+    (folder / "journal.log").unlink()
+    with pytest.raises(StoreDamaged, match="journal.log is missing"):
+        Store(folder)
+
+
+def test_a_collection_file_from_another_node_is_damage(tmp_path):
+    ours, theirs = tmp_path / "ours", tmp_path / "theirs"
+    _filled(ours)
+    Store(theirs).add_user({"username": "eve", "role": "admin"})
+    Store(theirs).compact()
+    shutil.copy(theirs / "users.json", ours / "users.json")
+    with pytest.raises(StoreDamaged, match="users.json comes from another data folder"):
+        Store(ours)
+
+
+def test_a_damaged_file_is_copied_aside_once_however_often_the_node_is_opened(tmp_path):
+    folder = tmp_path / "data"
+    _filled(folder)
+    (folder / "reviews.json").write_bytes(b"{broken")
+    for _ in range(3):
+        with pytest.raises(StoreDamaged):
+            Store(folder)
+    assert [p.suffix for p in (folder / "damaged").iterdir()] == [".json"]

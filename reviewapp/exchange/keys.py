@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from reviewapp.storage import Store, StoreDamaged
+from reviewapp.storage import Store, StoreDamaged, write_new_file
 
 RESTORE = (
     "Restore node_key.pem from a backup (python run.py restore --from BACKUP --data NEW_FOLDER)"
@@ -32,14 +31,12 @@ class NodeKey:
                 serialization.PrivateFormat.PKCS8,
                 serialization.NoEncryption(),
             )
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(pem)
+            write_new_file(path, pem, 0o600)
         try:
             self._key = serialization.load_pem_private_key(path.read_bytes(), password=None)
             if not isinstance(self._key, Ed25519PrivateKey):
                 raise ValueError("not an Ed25519 key")
-        except (ValueError, TypeError, OSError) as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever cryptography says, it is no key
             raise StoreDamaged(
                 f"{path} is not a readable signing key ({exc}); it was left as it is. {RESTORE}.",
                 path,

@@ -246,6 +246,13 @@ def read_manifest(src: Path) -> dict[str, Any]:
         for n, d in files.items()
     ):  # fmt: skip
         raise BackupDamaged(f"{path} is damaged: its list of files is malformed", path)
+    allowed = {*SECRET_FILES, *(f"{c}.json" for c in Store.COLLECTIONS)}
+    for name in files:
+        if name not in allowed:  # a backup never holds a journal, a script, a link...
+            raise BackupDamaged(
+                f"{path} lists {name}, which no backup of this app holds; restore refuses it",
+                src / name,
+            )
     for name in (*SECRET_FILES, "node.json"):
         if name not in files:
             raise BackupDamaged(f"{path} does not list {name}: the backup is incomplete", path)
@@ -256,6 +263,8 @@ def _check_target(target: Path) -> None:
     if target.exists() and not target.is_dir():
         raise BackupError(f"{target} is a file, not a folder; restore into a new folder", target)
     if target.is_dir():
+        for left in target.glob(".*.restore"):  # an earlier restore that was killed
+            left.unlink()
         found = sorted(p.name for p in target.iterdir())
         if found:
             shown = ", ".join(found[:3]) + (", ..." if len(found) > 3 else "")
@@ -267,8 +276,8 @@ def _check_target(target: Path) -> None:
 
 
 def _check_file(path: Path, declared: dict) -> None:
-    if not path.is_file():
-        raise BackupDamaged(f"{path} is not a file", path)
+    if path.is_symlink() or not path.is_file():
+        raise BackupDamaged(f"{path} is not a plain file (a link, a folder...)", path)
     size = path.stat().st_size
     if size != declared["bytes"]:
         raise BackupDamaged(
@@ -292,13 +301,14 @@ def _check_restored(target: Path, manifest: dict) -> None:
             store.close()
     except (StoreError, ValueError) as exc:
         raise BackupDamaged(f"the restored data in {target} does not load: {exc}", target) from None
-    expected_id = (manifest.get("node") or {}).get("id")
-    if (node or {}).get("id") != expected_id:
-        raise BackupDamaged(
-            f"the backup's node.json holds node {(node or {}).get('id')}, "
-            f"its manifest names {expected_id}",
-            target / "node.json",
-        )
+    described = manifest.get("node") or {}
+    for field in ("id", "name", "country", "level"):
+        if (node or {}).get(field) != described.get(field):
+            raise BackupDamaged(
+                f"the backup's node.json holds node {field} {(node or {}).get(field)!r}, "
+                f"its manifest says {described.get(field)!r}",
+                target / "node.json",
+            )
     if fingerprint != manifest.get("key_fingerprint"):
         raise BackupDamaged(
             "the backup's node_key.pem is not the key its manifest names", target / NODE_KEY

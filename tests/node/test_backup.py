@@ -323,3 +323,47 @@ def test_backup_of_a_data_folder_leaves_it_loadable(data, cli, tmp_path):
     store.save_node({**store.find_node(), "name": "after"})
     assert Store(data).find_node()["name"] == "after"
     assert os.listdir(tmp_path / "b")
+
+
+def _relist(backup: Path, **changes) -> None:
+    """Rewrite the manifest as someone editing the backup would, hashes included."""
+    manifest = json.loads((backup / "backup-manifest.json").read_text())
+    manifest.update(changes)
+    manifest["files"] = {
+        p.name: {"sha256": hashlib.sha256(p.read_bytes()).hexdigest(), "bytes": p.stat().st_size}
+        for p in sorted(backup.iterdir())
+        if p.name != "backup-manifest.json"
+    }
+    (backup / "backup-manifest.json").write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize("attack", ["journal added", "node renamed", "file is a link"])
+def test_a_backup_edited_to_match_its_manifest_is_still_refused(data, cli, tmp_path, capsys, attack):  # fmt: skip
+    backup = tmp_path / "backup"
+    assert cli("--data", data, "backup", "--out", backup) == 0
+    if attack == "journal added":
+        (backup / "journal.log").write_bytes((data / "journal.log").read_bytes())
+        _relist(backup)
+    elif attack == "node renamed":
+        manifest = json.loads((backup / "backup-manifest.json").read_text())
+        _relist(backup, node={**manifest["node"], "name": "Other"})
+    else:
+        outside = tmp_path / "outside.json"
+        outside.write_bytes((backup / "audit.json").read_bytes())
+        (backup / "audit.json").unlink()
+        (backup / "audit.json").symlink_to(outside)
+    capsys.readouterr()
+    target = tmp_path / "restored"
+    assert cli("restore", "--from", backup, "--data", target) == 3
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert not target.exists() or not any(target.iterdir())
+
+
+def test_a_restore_killed_half_way_can_simply_be_run_again(data, cli, tmp_path):
+    backup, target = tmp_path / "backup", tmp_path / "restored"
+    assert cli("--data", data, "backup", "--out", backup) == 0
+    target.mkdir()
+    (target / ".reviews.json.restore").write_bytes(b"half a file")  # what a kill leaves
+    assert cli("restore", "--from", backup, "--data", target) == 0
+    assert not list(target.glob(".*.restore"))
+    assert Store(target).count_reviews() == Store(data).count_reviews()
