@@ -185,8 +185,10 @@ def _dispatch(args, folder: str) -> int:
     from reviewapp import create_app
     from reviewapp.formdefs import DefinitionError
 
+    # A command compacts inline: a thread of its own would die with the command.
+    inline = {} if (args.command or "serve") == "serve" else {"STORE_BACKGROUND_COMPACTION": False}
     try:
-        app = create_app()
+        app = create_app(inline)
     except DefinitionError as exc:
         print(f"error: a form definition is broken: {exc}", file=sys.stderr)
         return 2

@@ -36,6 +36,33 @@ class ValidationFailed(ValueError):
         self.saved = saved
 
 
+def describe_not_stored(exc: StoreBusy | StoreUnwritable) -> tuple[int, str, str, str, dict]:
+    """What to tell a person whose write was refused: ``(status, title, message, code,
+    headers)``; a page that can keep what was typed (the review editor) uses it too."""
+    if isinstance(exc, StoreBusy):
+        return (
+            503,
+            _("The node is busy"),
+            _(
+                "Another task (an import or a backup) is using the data right now. Nothing "
+                "was lost. Try again in a few seconds."
+            ),
+            "busy",
+            {"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+    if isinstance(exc, StoreFull):
+        message = _(
+            "The disk of this computer is full, so this was not saved. What was saved "
+            "before is safe. Free some space (or ask the administrator) and try again."
+        )
+    else:
+        message = _(
+            "The data folder cannot be written (it is read-only), so this was not "
+            "saved. What was saved before is safe. Ask the administrator."
+        )
+    return 507, _("Not saved"), message, "unwritable", {}
+
+
 def _wants_json() -> bool:
     """The page's background requests (autosave) are answered in JSON."""
     return request.path.endswith("/autosave") or request.accept_mimetypes.best == "application/json"
@@ -49,31 +76,10 @@ def init_app(app: Flask) -> None:
         return render_template("error.html", title=title, message=message), status, headers or {}
 
     @app.errorhandler(StoreBusy)
-    def busy(exc):
-        return page(
-            503,
-            _("The node is busy"),
-            _(
-                "Another task (an import or a backup) is using the data right now. Nothing "
-                "was lost. Try again in a few seconds."
-            ),
-            "busy",
-            {"Retry-After": str(RETRY_AFTER_SECONDS)},
-        )
-
     @app.errorhandler(StoreUnwritable)
-    def unwritable(exc):
-        if isinstance(exc, StoreFull):
-            message = _(
-                "The disk of this computer is full, so this was not saved. What was saved "
-                "before is safe. Free some space (or ask the administrator) and try again."
-            )
-        else:
-            message = _(
-                "The data folder cannot be written (it is read-only), so this was not "
-                "saved. What was saved before is safe. Ask the administrator."
-            )
-        return page(507, _("Not saved"), message, "unwritable")
+    def not_stored(exc):
+        status, title, message, code, headers = describe_not_stored(exc)
+        return page(status, title, message, code, headers)
 
     @app.errorhandler(StoreDamaged)
     def damaged(exc):

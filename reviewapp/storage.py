@@ -1180,6 +1180,10 @@ class Store(Accounts):
         """Fold the journal into the collection files (for backups and benchmarks)."""
         self.journal.compact()
 
+    def list_set_aside(self) -> list[Doc]:
+        """Files kept in ``damaged/``: ``[{name, bytes, at}]`` (``at``: a Unix time)."""
+        return self.journal.list_set_aside()
+
     # -- node ----------------------------------------------------------------------
 
     def find_node(self) -> Doc | None:

@@ -69,6 +69,7 @@ def test_saves_on_a_full_disk_say_so_and_keep_what_was_stored(disk):
     )
     assert saved.status_code == 507
     assert "disco" in saved.get_data(as_text=True) and "lleno" in saved.get_data(as_text=True)
+    assert "NUEVO" in saved.get_data(as_text=True)  # the form comes back with what was typed
     auto = web.client.post(
         f"/reviews/{review_id}/autosave",
         data={"csrf_token": token, "_etag": etag, "contingent": "NUEVO", "handover_note": "N" * 7000},

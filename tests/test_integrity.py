@@ -49,6 +49,7 @@ def test_a_busy_node_answers_pages_and_autosave_with_503_and_reads_go_on(node_we
         assert saved.status_code == 503
         assert saved.headers["Retry-After"] == "5"
         assert "ocupado" in saved.get_data(as_text=True)  # the node's language, Spanish
+        assert 'value="X"' in saved.get_data(as_text=True)  # the form, with what was typed
         auto = node_web.client.post(
             f"/reviews/{review_id}/autosave",
             data={"csrf_token": token, "_etag": etag, "contingent": "X"},

@@ -260,3 +260,12 @@ def test_a_damaged_file_is_copied_aside_once_however_often_the_node_is_opened(tm
         with pytest.raises(StoreDamaged):
             Store(folder)
     assert [p.suffix for p in (folder / "damaged").iterdir()] == [".json"]
+
+
+def test_a_torn_write_that_was_cut_is_shown_to_administrators(node_web, app):
+    folder = Path(app.config["DATA_DIR"])
+    with open(folder / "journal.log", "ab") as fh:
+        fh.write(b'00000400 0badc0de {"reviews"')  # a killed writer's unfinished line
+    app.extensions["store"].add_audit({"id": "x1", "event": "test"})  # cuts it, keeps a copy
+    page = node_web.get("/settings").get_data(as_text=True)
+    assert "damaged" in page and "torn-at-" in page

@@ -123,6 +123,7 @@ def settings():
         data_dir=data_dir,
         data_size=human_size(operations.folder_size(data_dir)),
         last_backup_at=node.get("last_backup_at"),
+        set_aside=store.list_set_aside(),
     )
 
 

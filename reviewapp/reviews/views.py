@@ -20,7 +20,7 @@ from flask_babel import gettext as _
 
 from reviewapp import get_catalogue, get_store, policy
 from reviewapp.accounts.access import allow, current_user
-from reviewapp.errors import ValidationFailed
+from reviewapp.errors import ValidationFailed, describe_not_stored
 from reviewapp.formdefs import (
     LANGUAGES,
     FieldDef,
@@ -32,7 +32,7 @@ from reviewapp.formdefs import (
 )
 from reviewapp.policy import EVERYONE, WRITERS
 from reviewapp.reviews import operations
-from reviewapp.storage import Conflict
+from reviewapp.storage import Conflict, StoreBusy, StoreUnwritable
 
 bp = Blueprint("reviews", __name__, url_prefix="/reviews", template_folder="templates")
 
@@ -131,6 +131,12 @@ def edit(review_id: str):
         if exc.saved:
             flash(_("Draft saved, but the review is not complete yet."), "warning")
         return _render_edit(form, review, answers, etag, exc.errors, status=422)
+    except (StoreBusy, StoreUnwritable) as exc:
+        # Not stored: the form comes back with what was typed, and says why.
+        status, title, message, _code, headers = describe_not_stored(exc)
+        flash(f"{title}. {message}", "error")
+        page, status = _render_edit(form, review, answers, expected, {}, status=status)
+        return page, status, headers
     flash(
         _(
             "Draft saved at %(time)s.",
