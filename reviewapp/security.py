@@ -1,10 +1,11 @@
-"""Request-level protection: CSRF tokens on every form, safe response headers."""
+"""Request-level protection: CSRF tokens on every form, safe response headers, no
+caching of pages."""
 
 from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Flask, request
+from flask import Flask, g, request
 from flask_wtf.csrf import CSRFProtect
 
 csrf = CSRFProtect()
@@ -15,6 +16,8 @@ CONTENT_SECURITY_POLICY = (
     "font-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; "
     "base-uri 'none'; object-src 'none'"
 )
+
+CACHEABLE = frozenset({"static", "service_worker"})
 
 
 def init_app(app: Flask) -> None:
@@ -35,6 +38,14 @@ def init_app(app: Flask) -> None:
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "same-origin")
         response.headers.setdefault("X-Frame-Options", "DENY")
+        # Pages carry reviews, names and tokens: no copy in the browser's or a proxy's
+        # cache, where the next person at a shared laptop would find it after sign-out.
+        # Only the app's static files (and the service worker's script) may be cached.
+        signed_in = g.get("user") is not None
+        if request.endpoint not in CACHEABLE and (
+            signed_in or "Cache-Control" not in response.headers
+        ):
+            response.headers["Cache-Control"] = "no-store"
         return response
 
 

@@ -1,7 +1,9 @@
 """Who may open which page: every endpoint declares its roles, or nobody may.
 
 ``@allow("analyst", "admin")`` on a view; :func:`guard` runs before every request,
-finds the signed-in user, ends stale sessions, and refuses what the role may not do.
+finds the signed-in user, ends stale sessions (a session is accepted only while its id is
+listed with the user: signing out, a new password or a disabled account end it), and
+refuses what the role may not do.
 A view without a declaration is refused to everyone: a new route cannot be forgotten.
 """
 
@@ -12,6 +14,8 @@ from collections.abc import Callable
 
 from flask import abort, current_app, flash, g, redirect, request, session, url_for
 from flask_babel import gettext as _
+
+from reviewapp.accounts import operations
 
 EVERYONE = ("contributor", "analyst", "viewer", "admin")
 # Open without signing in. node.setup is open only until the node is set up.
@@ -31,10 +35,20 @@ def current_user() -> dict | None:
 
 
 def sign_in(user: dict, kiosk: bool) -> None:
+    """A fresh session, registered with the user: only listed sessions are accepted."""
+    from reviewapp import get_store
+
+    sid = operations.open_session(
+        get_store(), user["username"], current_app.permanent_session_lifetime
+    )
     lang = session.get("lang")
     session.clear()  # a fresh session: nothing carried over from before the login
     session.update(
-        user=user["username"], v=user.get("session_version", 1), seen=time.time(), kiosk=kiosk
+        user=user["username"],
+        sid=sid,
+        v=user.get("session_version", 1),
+        seen=time.time(),
+        kiosk=kiosk,
     )
     if lang:
         session["lang"] = lang
@@ -42,6 +56,11 @@ def sign_in(user: dict, kiosk: bool) -> None:
 
 
 def sign_out() -> None:
+    """End the session here and on the server: a copy of its cookie no longer works."""
+    from reviewapp import get_store
+
+    if session.get("user"):
+        operations.close_session(get_store(), session["user"], session.get("sid"))
     lang = session.get("lang")
     session.clear()
     if lang:
@@ -66,6 +85,9 @@ def guard():
             user is None
             or user.get("disabled")
             or session.get("v") != user.get("session_version", 1)
+            or not operations.has_session(
+                user, session.get("sid"), current_app.permanent_session_lifetime
+            )
         ):
             sign_out()
         elif time.time() - session.get("seen", 0) > idle:

@@ -67,16 +67,25 @@ def login():
     node = get_store().find_node()
     kiosk = bool(node and node.get("kiosk"))
     target = safe_next(request.values.get("next"), url_for("index"))
-    error = None
+    error, status, headers = None, 200, {}
     if request.method == "POST":
+        status = 401
         by_pin = kiosk and request.form.get("method") == "pin"
         secret = request.form.get("pin" if by_pin else "password", "")
         try:
             user = operations.authenticate(
-                get_store(), request.form.get("username", ""), secret, by_pin, who()
-            )
+                get_store(), request.form.get("username", ""), secret, by_pin, who(),
+                _hash_method(),
+            )  # fmt: skip
         except operations.LoginFailed as exc:
-            if exc.locked_until:
+            if exc.paused_until:
+                seconds = operations.seconds_until(exc.paused_until)
+                status, headers = 429, {"Retry-After": str(seconds)}
+                error = _(
+                    "Too many wrong PINs on this computer: signing in with a PIN is paused for %(minutes)s minutes. Sign in with your password, or try again later.",
+                    minutes=-(-seconds // 60),
+                )
+            elif exc.locked_until:
                 error = _(
                     "Too many failed attempts: this account is locked for a few minutes. Try again later or ask an administrator."
                 )
@@ -85,9 +94,11 @@ def login():
         else:
             sign_in(user, kiosk=by_pin)
             return redirect(target)
-    return render_template(
-        "accounts/login.html", kiosk=kiosk, error=error, target=target
-    ), 401 if error else 200
+    return (
+        render_template("accounts/login.html", kiosk=kiosk, error=error, target=target),
+        status,
+        headers,
+    )
 
 
 @bp.post("/logout")
