@@ -94,7 +94,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     imp.add_argument("--json", action="store_true", help="print one JSON report for all bundles")
     imp.add_argument(
-        "--trust-signer", action="store_true", help="trust the signing keys of these bundles"
+        "--trust-signer",
+        action="store_true",
+        help="trust the signing keys of these bundles (compare their fingerprints with the "
+        "senders first; refused for a key claiming a node known by another key)",
     )
 
     receipt = sub.add_parser("receipt", help="make or apply a receipt of delivered reviews")
@@ -105,6 +108,11 @@ def main(argv: list[str] | None = None) -> int:
     apply = rsub.add_parser("apply", help="mark reviews listed in a receipt as delivered")
     apply.add_argument("file")
     apply.add_argument("--archive", action="store_true", help="also archive the delivered reviews")
+    apply.add_argument(
+        "--trust-signer",
+        action="store_true",
+        help="trust the issuer's signing key (compare its fingerprint with the issuer first)",
+    )
 
     report = sub.add_parser("report", help="write a lessons report (PDF, or HTML with --html)")
     report.add_argument(

@@ -211,9 +211,24 @@ class FormDefinition:
         return schema.dump(schema.load(answers))
 
 
+#: Bounds on a form definition received in a bundle (``docs/bundle-format.md``).
+MAX_RECEIVED_FORM_BYTES = 256 * 2**10  # the embedded definition and choices, as JSON
+MAX_RECEIVED_FORM_FIELDS = 400  # every field, those inside repeat groups included
+MAX_RECEIVED_CHOICE_LISTS = 64
+MAX_RECEIVED_CHOICES = 5000  # all the lists together
+MAX_FORM_VERSION = 1_000_000
+RECEIVED_FORM_ID = re.compile(r"^[a-z0-9-]{1,64}$")
+
+
 @dataclass
 class Catalogue:
-    """Every form definition, choice list and reference table of the node."""
+    """Every form definition, choice list and reference table of the node.
+
+    ``forms`` holds the node's own definitions (its ``forms/`` folder). Definitions
+    received in bundles live in a namespace of their own: they are found by
+    :meth:`get` for the reviews that use them, never shadow a key of ``forms``, and
+    never count for :meth:`latest` (the form of new reviews).
+    """
 
     forms: dict[str, FormDefinition]
     choices: dict[str, ChoiceList]
@@ -221,25 +236,37 @@ class Catalogue:
     #: where definitions received in bundles are kept (``Store.list_received_forms``);
     #: any process may have received one, so a miss looks there before failing.
     received: Callable[[], dict[str, dict]] | None = field(default=None, repr=False)
+    #: received definitions compiled so far (on first use, never at start-up).
+    received_forms: dict[str, FormDefinition] = field(default_factory=dict, repr=False)
 
     def get(self, form_id: str, version: int) -> FormDefinition:
-        key = f"{form_id}.v{version}"
-        if key not in self.forms:
-            self.refresh()
-        try:
+        form = self.find(f"{form_id}.v{version}")
+        if form is None:
+            raise LookupError(f"unknown form {form_id} version {version}")
+        return form
+
+    def find(self, key: str) -> FormDefinition | None:
+        """The node's own definition of ``key``, else a received one, else None."""
+        if key in self.forms:
             return self.forms[key]
-        except KeyError:
-            raise LookupError(f"unknown form {form_id} version {version}") from None
+        if key not in self.received_forms and self.received is not None:
+            embedded = self.received().get(key)
+            if embedded is not None:
+                self.received_forms[key] = load_embedded(embedded, f"received form {key}")
+        return self.received_forms.get(key)
 
     def refresh(self) -> None:
-        """Add the definitions that any process received since we last looked."""
-        if self.received is None:
-            return
-        for key, embedded in self.received().items():
-            if key not in self.forms:
-                self.forms[key] = load_embedded(embedded, f"received form {key}")
+        """Forget nothing, compile nothing: received definitions are looked up on a
+        miss (:meth:`find`), so start-up does not grow with what was received."""
+
+    def add_received(self, form: FormDefinition) -> None:
+        """Remember a definition just stored as received (never one of ``forms``)."""
+        if form.key not in self.forms:
+            self.received_forms.setdefault(form.key, form)
 
     def latest(self, form_id: str) -> FormDefinition:
+        """The highest version of the node's own definitions: the form of new reviews.
+        Received definitions never count, whatever their version."""
         versions = [f for f in self.forms.values() if f.id == form_id]
         if not versions:
             raise LookupError(f"unknown form {form_id}")
@@ -249,14 +276,21 @@ class Catalogue:
         return self.choices[list_name].label(value, lang)
 
     def check_received(self, embedded: dict, source: str) -> FormDefinition:
-        """A definition that came inside a bundle, checked like a file: this node's own
-        copy when it is identical, else the new definition (not added here).
+        """A definition that came inside a bundle, checked like a file and against the
+        bounds above: this node's copy when it has the same version (own or received)
+        and it is identical, else the new definition (not added here).
 
-        :raises DefinitionError: it is broken, or differs from this node's own copy of
-            the same form version.
+        :raises DefinitionError: it is broken, too large, or differs from this node's
+            copy of the same form version.
         """
+        _check_received_size(embedded, source)
         form = load_embedded(embedded, source)
-        known = self.forms.get(form.key)
+        if not RECEIVED_FORM_ID.match(form.id) or not 1 <= form.version <= MAX_FORM_VERSION:
+            raise DefinitionError(
+                source, "id/version",
+                f"needs an id of 1-64 letters a-z, digits or '-' and a version from 1 to {MAX_FORM_VERSION}",
+            )  # fmt: skip
+        known = self.find(form.key)
         if known is None:
             return form
         if known.digest() != form.digest():
@@ -264,6 +298,37 @@ class Catalogue:
                 source, form.key, "differs from this node's copy of the same version"
             )
         return known
+
+
+def _check_received_size(embedded: Any, source: str) -> None:
+    """Refuse a received definition beyond the bounds before compiling it (compiling
+    tens of thousands of fields takes seconds and hundreds of MB)."""
+    size = len(orjson.dumps(embedded))
+    if size > MAX_RECEIVED_FORM_BYTES:
+        raise DefinitionError(
+            source, "", f"is {size // 1024} KB; at most {MAX_RECEIVED_FORM_BYTES // 1024} KB"
+        )
+    if not isinstance(embedded, dict):
+        return  # load_embedded says what is wrong
+    count, stack = 0, []
+    definition = embedded.get("definition")
+    if isinstance(definition, dict) and isinstance(definition.get("sections"), list):
+        stack = [s.get("fields") for s in definition["sections"] if isinstance(s, dict)]
+    while stack:
+        fdefs = stack.pop()
+        if isinstance(fdefs, list):
+            count += len(fdefs)
+            stack.extend(f.get("fields") for f in fdefs if isinstance(f, dict))
+        if count > MAX_RECEIVED_FORM_FIELDS:
+            raise DefinitionError(source, "", f"has more than {MAX_RECEIVED_FORM_FIELDS} fields")
+    lists = embedded.get("choices")
+    if isinstance(lists, dict):
+        choices = sum(len(c.get("choices") or ()) for c in lists.values() if isinstance(c, dict))
+        if len(lists) > MAX_RECEIVED_CHOICE_LISTS or choices > MAX_RECEIVED_CHOICES:
+            raise DefinitionError(
+                source, "choices",
+                f"at most {MAX_RECEIVED_CHOICE_LISTS} lists of {MAX_RECEIVED_CHOICES} choices in all",
+            )  # fmt: skip
 
 
 def localized(texts: dict[str, str] | None, lang: str) -> str:

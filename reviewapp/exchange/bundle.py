@@ -9,8 +9,11 @@ broken or hostile file is ever stored.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import os
+import re
+import struct
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +34,10 @@ MAX_UNCOMPRESSED_BYTES = 2 * 2**30  # all members together, once unpacked
 MAX_RATIO = 200  # uncompressed / compressed, per member
 MAX_MANIFEST_BYTES = 16 * 2**20
 MAX_LINE_BYTES = 2**20  # one review revision
+MAX_JSON_DEPTH = 32  # nesting of arrays and objects, in the manifest and in each line
+COMPRESSION = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate"}
+#: ISO 8601 UTC: ``2026-11-22T18:40:05Z`` or with 1-6 digits of fraction of a second.
+TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")
 
 
 MESSAGES = {
@@ -65,6 +72,31 @@ MESSAGES = {
         "The bundle uses form {form}, which this node does not know and the bundle does not include."
     ),
     "bad_form": _l("The form {form} included in the bundle cannot be used: {detail}."),
+    "encrypted": _l("{member} is encrypted; bundles are never encrypted."),
+    "compression": _l(
+        "{member} is compressed with a method bundles do not use ({method}); only stored and deflate are accepted."
+    ),
+    "polyglot": _l(
+        "The file holds other data besides the zip archive ({detail}); a bundle is exactly one zip archive."
+    ),
+    "nesting": _l("{member} nests lists and objects more than {limit} levels deep."),
+    "timestamp": _l("manifest.json: {field} is not a time written as 2026-11-22T18:40:05Z."),
+    "untrusted_form": _l(
+        "The bundle brings form {form}, which this node does not have; form definitions are accepted only from a trusted signer."
+    ),
+    "unused_form": _l("The bundle brings form {form}, which none of its reviews uses."),
+    "too_many_forms": _l(
+        "The bundle brings {count} form definitions; at most {limit} are accepted."
+    ),
+    "too_many_invalid": _l(
+        "{count} records of the bundle are invalid; a bundle with more than {limit} invalid records is refused whole."
+    ),
+    "quarantine_full": _l(
+        "The quarantine is full ({detail}): the bundle's invalid records cannot be kept, so the bundle is refused."
+    ),
+    "trust_mismatch": _l(
+        "The bundle is signed by key {fingerprint}, but this node knows {node} by another key: it will not trust this one. Check with the sender."
+    ),
 }
 
 
@@ -148,6 +180,7 @@ def read_bundle(path: Path) -> Bundle:
             raise BundleError("damaged", detail="no central directory") from None
         raise BundleError("not_zip") from None
     with zf:
+        _check_container(path, size, zf)
         members = _read_members(zf)
     manifest_bytes = members["manifest.json"]
     manifest = _parse_manifest(manifest_bytes)
@@ -168,6 +201,50 @@ def read_bundle(path: Path) -> Bundle:
 
 def _mb(size: int) -> str:
     return f"{size / 2**20:.1f}"
+
+
+def is_timestamp(value: object) -> bool:
+    """Whether ``value`` is a time as bundles write them (see :data:`TIMESTAMP`)."""
+    if not isinstance(value, str) or not TIMESTAMP.match(value):
+        return False
+    try:
+        dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return True
+
+
+def _check_container(path: Path, size: int, zf: zipfile.ZipFile) -> None:
+    """Exactly one zip archive: the first member at byte 0, members back to back, the
+    central directory after them and its end record (without comment) ending the file.
+    Anything else could be a second file (a PDF, an executable) read differently by
+    other programs."""
+    infos = sorted(zf.infolist(), key=lambda i: i.header_offset)
+    with open(path, "rb") as fh:
+        fh.seek(max(size - 22, 0))
+        tail = fh.read(22)
+        if not (tail.startswith(b"PK\x05\x06") and tail[20:22] == b"\x00\x00"):
+            raise BundleError("polyglot", detail="bytes after the archive or a comment")
+        offset = 0
+        for info in infos:
+            if info.header_offset != offset:
+                raise BundleError(
+                    "polyglot", detail=f"{info.header_offset - offset} bytes before {info.filename}"
+                )
+            fh.seek(offset)
+            header = fh.read(30)
+            if len(header) < 30 or not header.startswith(b"PK\x03\x04"):
+                raise BundleError("damaged", detail=f"{info.filename}: no local header")
+            name_len, extra_len = struct.unpack("<HH", header[26:30])
+            end = offset + 30 + name_len + extra_len + info.compress_size
+            if info.flag_bits & 0x08:  # a data descriptor follows the data
+                fh.seek(end)
+                end += 16 if fh.read(4) == b"PK\x07\x08" else 12
+            offset = end
+        if infos and zf.start_dir != offset:
+            raise BundleError(
+                "polyglot", detail=f"{zf.start_dir - offset} bytes before the central directory"
+            )
 
 
 def _read_members(zf: zipfile.ZipFile) -> dict[str, bytes]:
@@ -195,6 +272,11 @@ def _read_members(zf: zipfile.ZipFile) -> dict[str, bytes]:
     total = sum(i.file_size for i in infos)
     if total > MAX_UNCOMPRESSED_BYTES:
         raise BundleError("bomb", detail=f"{_mb(total)} MB")
+    for info in infos:
+        if info.flag_bits & 0x01:
+            raise BundleError("encrypted", member=info.filename)
+        if info.compress_type not in COMPRESSION:
+            raise BundleError("compression", member=info.filename, method=info.compress_type)
     members = {}
     for info in infos:
         if info.file_size > MAX_RATIO * max(info.compress_size, 1) and info.file_size > 2**20:
@@ -208,7 +290,7 @@ def _read_members(zf: zipfile.ZipFile) -> dict[str, bytes]:
             with zf.open(info) as fh:
                 # Never trust the declared size: read at most one byte more than it.
                 data = fh.read(info.file_size + 1)
-        except (zipfile.BadZipFile, EOFError, OSError, NotImplementedError) as exc:
+        except (zipfile.BadZipFile, EOFError, OSError, NotImplementedError, RuntimeError) as exc:
             raise BundleError("damaged", detail=f"{info.filename}: {exc}") from None
         if len(data) != info.file_size:
             raise BundleError("damaged", detail=f"{info.filename}: size differs from its header")
@@ -230,7 +312,11 @@ def _parse_manifest(data: bytes) -> dict:
     try:
         manifest = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
+        if "depth" in str(exc) or "recursion" in str(exc):
+            raise BundleError("nesting", member="manifest.json", limit=MAX_JSON_DEPTH) from None
         raise BundleError("manifest_json", detail=str(exc)) from None
+    if too_deep(manifest):
+        raise BundleError("nesting", member="manifest.json", limit=MAX_JSON_DEPTH)
     if not isinstance(manifest, dict):
         raise BundleError("manifest_field", field="(top level)", problem="must be an object")
     if manifest.get("format") != FORMAT:
@@ -248,11 +334,26 @@ def _parse_manifest(data: bytes) -> dict:
                 field=key,
                 problem=f"must be {'an object' if kind is dict else 'text'}",
             )
+    if not is_timestamp(manifest["created_at"]):
+        raise BundleError("timestamp", field="created_at")
     source = manifest["source"]
     for key in ("node_id", "name", "country", "level"):
-        if not isinstance(source.get(key), str) or not source[key]:
+        if not isinstance(source.get(key), str) or not source[key] or len(source[key]) > 200:
             raise BundleError("manifest_field", field=f"source.{key}", problem="must be text")
     return manifest
+
+
+def too_deep(value: object, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether lists and objects nest more than ``limit`` levels (a scalar is level 0)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > limit:
+                return True
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
 
 
 def _check_signature(manifest: dict, manifest_bytes: bytes, sig: bytes | None) -> dict | None:
@@ -288,7 +389,11 @@ def _parse_records(body: bytes) -> list[dict]:
             raise BundleError("blank_line", line=number)
         try:
             record = orjson.loads(line)
-        except orjson.JSONDecodeError:
+        except orjson.JSONDecodeError as exc:
+            if "depth" in str(exc) or "recursion" in str(exc):
+                raise BundleError(
+                    "nesting", member=f"reviews.jsonl line {number}", limit=MAX_JSON_DEPTH
+                ) from None
             # orjson also refuses invalid UTF-8; say which it was.
             try:
                 line.decode("utf-8")
@@ -301,6 +406,10 @@ def _parse_records(body: bytes) -> list[dict]:
             raise BundleError("line_json", line=number) from None
         if not isinstance(record, dict) or not isinstance(record.get("id"), str):
             raise BundleError("line_object", line=number)
+        if too_deep(record):
+            raise BundleError(
+                "nesting", member=f"reviews.jsonl line {number}", limit=MAX_JSON_DEPTH
+            )
         if record["id"] in first_seen:
             raise BundleError(
                 "duplicate", id=record["id"], first=first_seen[record["id"]], second=number

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from reviewapp.exchange import keys, operations
-from reviewapp.exchange.bundle import BundleError, read_bundle
+from reviewapp.exchange.bundle import BundleError
 
 DONE, REFUSED = 0, 3
 
@@ -97,11 +97,10 @@ def import_(app, args) -> int:
             refused += 1
             continue
         try:
-            if args.trust_signer and not args.dry_run:
-                bundle = read_bundle(path)
-                if bundle.signer:
-                    operations.trust_signer(store, bundle)
-            report = operations.import_file(store, catalogue, path, _who(), dry_run=args.dry_run)
+            # Trusting the key lands with the import in one write, or not at all.
+            report = operations.import_file(
+                store, catalogue, path, _who(), dry_run=args.dry_run, trust=args.trust_signer
+            )
         except BundleError as exc:
             reports.append({"file": str(path), "refused": str(exc), "code": exc.code})
             refused += 1
@@ -129,7 +128,18 @@ def _describe(report: dict, dry_run: bool) -> str:
         f"{report['file']}: {verb} from {source['name']} ({source['country']}, {source['level']}): "
         f"{c['new']} new, {c['newer']} newer revisions, {c['unchanged']} unchanged, "
         f"{c['conflicts']} conflicts, {c['invalid']} invalid; signature: {report['signer']['status']}"
+        + (
+            f" (key {report['signer']['fingerprint']})"
+            if report["signer"].get("fingerprint")
+            else ""
+        )
+        + ("; key now trusted" if report["signer"].get("newly_trusted") else "")
     ]
+    if report.get("held_for_review"):
+        lines.append(
+            f"  {report['held_for_review']} newer revisions from a signer not trusted to replace "
+            "reviews wait in the conflict queue"
+        )
     for item in report["invalid"][:10]:
         lines.append(f"  line {item['line']}: {'; '.join(item['reasons'])}")
     if len(report["invalid"]) > 10:
@@ -160,7 +170,12 @@ def receipt(app, args) -> int:
         return 2
     try:
         result = operations.apply_receipt(
-            store, node, path.read_bytes(), archive=args.archive, who=_who()
+            store,
+            node,
+            path.read_bytes(),
+            archive=args.archive,
+            who=_who(),
+            trust=getattr(args, "trust_signer", False),
         )
     except operations.ReceiptError as exc:
         print(f"refused: {exc}", file=sys.stderr)

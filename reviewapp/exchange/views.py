@@ -133,31 +133,41 @@ def upload():
             path.unlink(missing_ok=True)
             continue
         previews.append({**plan.summary(), "file": upload.filename})
-    return render_template("exchange/preview.html", previews=previews)
+    refused = any("refused" in p for p in previews)
+    page = render_template(
+        "exchange/preview.html",
+        previews=previews,
+        may_trust=current_user()["role"] == "admin",
+    )
+    # A refusal is the client's file at fault: 422, with the page that explains it.
+    return page, 422 if refused else 200
 
 
 @bp.post("/import/apply")
 @allow("analyst", "admin")
 def apply():
     store, catalogue = get_store(), get_catalogue()
-    applied = 0
+    trust = set(request.form.getlist("trust"))
+    if trust and current_user()["role"] != "admin":
+        abort(403)  # trusting a node's key is an administrator's decision
+    applied, refused = 0, 0
     for sha in request.form.getlist("bundle"):
         if not SHA.match(sha):
             abort(400)
         path = _incoming() / f"{sha}.drb"
         if not path.exists():
             flash(_("A bundle to import was no longer waiting; upload it again."), "warning")
+            refused += 1
             continue
         try:
-            bundle = read_bundle(path)
-            if sha in request.form.getlist("trust") and bundle.signer:
-                operations.trust_signer(store, bundle)
             name = request.form.get(f"name-{sha}", path.name)[:200]
-            report = operations.apply_import(
-                store, catalogue, operations.plan_import(store, catalogue, bundle, name), _who()
+            plan = operations.plan_import(
+                store, catalogue, read_bundle(path), name, trust=sha in trust
             )
+            report = operations.apply_import(store, catalogue, plan, _who())
         except BundleError as exc:
-            flash(f"{path.name}: {exc}", "error")
+            flash(f"{name}: {exc}", "error")
+            refused += 1
             continue
         finally:
             path.unlink(missing_ok=True)
@@ -170,6 +180,8 @@ def apply():
             applied += 1
     if applied:
         flash(_("%(n)s bundle(s) imported.", n=applied), "success")
+    if refused and not applied:
+        return imports(), 422
     return redirect(url_for("exchange.imports"))
 
 
@@ -260,6 +272,9 @@ def apply_receipt():
         flash(_("Choose a receipt file to apply."), "warning")
         return redirect(url_for("exchange.index"))
     store = get_store()
+    trust = request.form.get("trust_fingerprint", "").strip()[:64]
+    if trust and current_user()["role"] != "admin":
+        abort(403)  # trusting a node's key is an administrator's decision
     try:
         result = operations.apply_receipt(
             store,
@@ -267,10 +282,11 @@ def apply_receipt():
             upload.read(),
             archive=request.form.get("archive") == "yes",
             who=_who(),
+            trust=trust,
         )
     except operations.ReceiptError as exc:
         flash(str(exc), "error")
-        return redirect(url_for("exchange.index"))
+        return index(), 422
     flash(
         _(
             "%(delivered)s review(s) confirmed delivered to %(name)s; %(archived)s archived; %(unmatched)s not matched here.",

@@ -68,8 +68,18 @@ class Node:
             "test",
         )
 
-    def import_(self, path: Path, dry_run=False) -> dict:
-        return operations.import_file(self.store, self.catalogue, path, "test", dry_run=dry_run)
+    def import_(self, path: Path, dry_run=False, trust=False) -> dict:
+        return operations.import_file(
+            self.store, self.catalogue, path, "test", dry_run=dry_run, trust=trust
+        )
+
+    def trusts(self, *others: Node) -> Node:
+        """This node trusts the others' keys (as if an administrator had compared them)."""
+        for other in others:
+            operations.trust_key(
+                self.store, other.key.public_key, other.node["id"], other.node["name"]
+            )
+        return self
 
     def snapshot(self) -> dict[str, bytes]:
         """Every data file's bytes, to prove that nothing changed."""
@@ -78,6 +88,13 @@ class Node:
             for p in sorted(self.folder.iterdir())
             if p.is_file() and p.suffix in (".json", ".log")
         }
+
+    def exchange_state(self) -> dict:
+        """Every collection an import or a receipt could change, for web tests (where
+        signing in writes the session to the node's files)."""
+        names = ("reviews", "revisions", "imports", "conflicts", "quarantine", "forms",
+                 "keys", "deliveries")  # fmt: skip
+        return {name: dict(self.store._all(name)) for name in names}
 
 
 def _node(tmp_path: Path, name: str, country: str, level: str) -> Node:

@@ -138,7 +138,71 @@ CASES = {
         lambda m, p: write_zip(p, _unsigned(m, _lines(m)[0] + b"\n\n" + _lines(m)[1] + b"\n")),
         "blank_line",
     ),
+    "encrypted-entry": (lambda m, p: _encrypted(write_zip(p, m, zipfile.ZIP_STORED)), "encrypted"),
+    "bzip2-member": (lambda m, p: write_zip(p, m, compression=zipfile.ZIP_BZIP2), "compression"),
+    "lzma-member": (lambda m, p: write_zip(p, m, compression=zipfile.ZIP_LZMA), "compression"),
+    "pdf-zip-polyglot": (
+        lambda m, p: p.write_bytes(b"%PDF-1.7\n1 0 obj <<>> endobj\n%%EOF\n" + p.read_bytes()),
+        "polyglot",
+    ),
+    "bytes-after-the-zip": (lambda m, p: p.write_bytes(p.read_bytes() + b"MZ\x90\x00"), "polyglot"),
+    "archive-comment": (lambda m, p: _commented(p), "polyglot"),
+    "deep-line-300": (
+        lambda m, p: write_zip(
+            p, _unsigned(m, _lines(m)[0][:-1] + b', "x": ' + _deep(300) + b"}\n")
+        ),
+        "nesting",
+    ),
+    "deep-line-2000": (
+        lambda m, p: write_zip(
+            p, _unsigned(m, _lines(m)[0][:-1] + b', "x": ' + _deep(2000) + b"}\n")
+        ),
+        "nesting",
+    ),
+    "deep-line-40": (
+        lambda m, p: write_zip(
+            p, _unsigned(m, _lines(m)[0][:-1] + b', "x": ' + _deep(40) + b"}\n")
+        ),
+        "nesting",
+    ),
+    "deep-manifest": (
+        lambda m, p: write_zip(
+            p,
+            {
+                **_unsigned(m),
+                "manifest.json": _unsigned(m)["manifest.json"][:-1]
+                + b', "x": '
+                + _deep(300)
+                + b"}",
+            },
+        ),
+        "nesting",
+    ),
+    "manifest-time": (
+        lambda m, p: write_zip(p, _unsigned(m, created_at="2026-02-30T10:00:00Z")),
+        "timestamp",
+    ),
 }
+
+
+def _deep(levels: int) -> bytes:
+    return b"[" * levels + b"]" * levels
+
+
+def _encrypted(path):
+    """Set the "encrypted" flag of every entry, as a zip tool with a password would."""
+    data = bytearray(path.read_bytes())
+    for signature, flag_at in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+        at = data.find(signature)
+        while at != -1:
+            data[at + flag_at] |= 0x01
+            at = data.find(signature, at + 4)
+    path.write_bytes(bytes(data))
+
+
+def _commented(path):
+    with zipfile.ZipFile(path, "a") as zf:
+        zf.comment = b"see attached"
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -154,6 +218,26 @@ def test_hostile_bundle_is_refused_and_nothing_changes(case, good, centre, tmp_p
     assert str(info.value)  # a message a person can read
     assert centre.snapshot() == before
     assert centre.store.list_imports() == []
+
+
+@pytest.mark.parametrize("case", ["encrypted-entry", "lzma-member", "pdf-zip-polyglot",
+                                  "deep-line-300", "manifest-time"])  # fmt: skip
+def test_hostile_upload_is_refused_with_a_4xx_and_nothing_changes(case, good, centre, tmp_path):
+    import io
+
+    make, _code = CASES[case]
+    bad = tmp_path / f"{case}.drb"
+    bad.write_bytes(good.read_bytes())
+    make(members_of(good), bad)
+    web = centre.web("analyst")
+    before = centre.exchange_state()
+    response = web.post(
+        "/exchange/import", {"bundles": (io.BytesIO(bad.read_bytes()), "bad.drb")},
+        page="/exchange/", content_type="multipart/form-data",
+    )  # fmt: skip
+    assert response.status_code == 422 and "Rechazado" in response.get_data(as_text=True)
+    assert centre.exchange_state() == before
+    assert list((centre.folder / "incoming").iterdir()) == []
 
 
 def test_zip_bomb_by_ratio_is_refused(good, tmp_path, centre):

@@ -91,7 +91,13 @@ def test_receipt_from_the_command_line(field, centre, cli, tmp_path, capsys):
         cli(centre, "receipt", "make", "--for", field.node["id"], "--out", str(tmp_path / "r.json"))
         == 0
     )
-    assert cli(field, "receipt", "apply", str(tmp_path / "r.json"), "--archive") == 0
+    # The laptop does not know the centre's key yet: refused until it is trusted.
+    assert cli(field, "receipt", "apply", str(tmp_path / "r.json"), "--archive") == 3
+    assert "does not trust" in capsys.readouterr().err
+    assert field.store.list_deliveries() == {}
+    assert (
+        cli(field, "receipt", "apply", str(tmp_path / "r.json"), "--archive", "--trust-signer") == 0
+    )
     assert "1 reviews confirmed delivered to ENOPU; 1 archived" in capsys.readouterr().out
     assert (
         cli(centre, "receipt", "apply", str(tmp_path / "r.json")) == 3

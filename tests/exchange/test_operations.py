@@ -13,6 +13,8 @@ from tests.exchange.conftest import make_answers, make_conflict, make_observatio
 def test_round_trip_field_centre_region_keeps_provenance(field, centre, region, tmp_path):
     review = field.submit(contingent="URUBATT 42")
     centre_own = centre.submit(contingent="ENOPU staff")
+    centre.trusts(field)
+    region.trusts(centre)
 
     field.export(tmp_path / "field.drb")
     report = centre.import_(tmp_path / "field.drb")
@@ -70,6 +72,7 @@ def test_dry_run_changes_nothing(field, centre, tmp_path):
 
 
 def test_newer_revision_replaces_and_the_older_is_kept(field, centre, tmp_path):
+    centre.trusts(field)
     review = field.submit(contingent="first")
     field.export(tmp_path / "1.drb")
     centre.import_(tmp_path / "1.drb")
@@ -246,6 +249,7 @@ def test_a_record_whose_content_does_not_match_its_hash_is_quarantined(field, ce
 
 
 def test_receipt_marks_delivered_and_archives(field, centre, tmp_path):
+    field.trusts(centre)
     kept = field.submit(contingent="delivered")
     field.export(tmp_path / "1.drb")
     later = field.submit(contingent="not yet sent")
@@ -261,6 +265,7 @@ def test_receipt_marks_delivered_and_archives(field, centre, tmp_path):
 
 
 def test_tampered_or_misaddressed_receipts_are_refused(field, centre, region, tmp_path):
+    field.trusts(centre)
     field.submit()
     field.export(tmp_path / "1.drb")
     centre.import_(tmp_path / "1.drb")
@@ -294,7 +299,8 @@ def test_signer_is_shown_trusted_unknown_or_mismatched(field, centre, region, tm
 
 
 def test_form_version_unknown_to_the_node_arrives_embedded(field, centre, tmp_path):
-    """A node that lacks a form version learns it from the bundle and keeps it."""
+    """A node that lacks a form version learns it from a trusted bundle and keeps it."""
+    centre.trusts(field)
     field.submit()
     field.export(tmp_path / "1.drb")
     del centre.catalogue.forms["deployment-review.v1"]  # as if this node never had v1

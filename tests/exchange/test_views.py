@@ -50,7 +50,7 @@ def test_export_with_nothing_to_send_says_so(field):
 def test_upload_previews_then_applies(field, centre, tmp_path):
     field.submit(contingent="URUBATT 42")
     field.export(tmp_path / "a.drb")
-    web = web_for(centre)
+    web = centre.web("admin")  # trusting a key is an administrator's decision
     before = centre.snapshot()
     preview = web.post(
         "/exchange/import",
@@ -125,6 +125,7 @@ def test_quarantine_page_lists_reasons(field, centre, tmp_path):
 
 
 def test_receipts_through_the_ui(field, centre, tmp_path):
+    field.trusts(centre)
     field.submit()
     field.export(tmp_path / "1.drb")
     centre.import_(tmp_path / "1.drb")
