@@ -638,9 +638,13 @@ class Journal:
                 if folder != ours:
                     raise _Bad(self._snapshot(name), "comes from another data folder")
             self.folder_id = ours
+        # journal.end before the journal: appends only grow it, so what it says was
+        # acknowledged is then never ahead of the journal read just after.
+        acknowledged = self._acknowledged_end()
         try:
-            data = self.path.read_bytes()
-            inode = self.path.stat().st_ino
+            with open(self.path, "rb") as fh:
+                inode = os.fstat(fh.fileno()).st_ino
+                data = fh.read()
         except FileNotFoundError:
             data, inode = b"", None
         records, valid, damage_at = _decode_records(data)
@@ -648,7 +652,6 @@ class Journal:
             raise _Bad(
                 self.path, "holds a record that fails its checksum, with more after it", damage_at
             )
-        acknowledged = self._acknowledged_end()
         if acknowledged and (inode is None or acknowledged[0] == inode) and acknowledged[1] > valid:
             what = (
                 f"is missing, although {acknowledged[1]} bytes of records were acknowledged"
@@ -1059,6 +1062,7 @@ class Accounts:
     def list_audit(self, limit: int | None = None) -> list[Doc]:
         """The audit log, newest first (a counting entry by its latest event)."""
         entries = self._all("audit")
+
         # Ids start with the entry's time; a counting entry is placed by its latest event.
         def when(key: str) -> tuple[str, str]:
             return (entries[key].get("last_at") or entries[key].get("at") or key, key)

@@ -39,12 +39,16 @@ def _worker(folder: str, role: str, name: str, seed: int) -> None:
     from reviewapp.storage import Store, StoreBusy
 
     rng = random.Random(seed)
-    store = Store(
-        folder,
-        compact_min_bytes=COMPACT_MIN_BYTES,
-        lock_timeout=2.0,
-        background_compaction=(role == "web"),
-    )
+    try:
+        store = Store(
+            folder,
+            compact_min_bytes=COMPACT_MIN_BYTES,
+            lock_timeout=2.0,
+            background_compaction=(role == "web"),
+        )
+    except StoreBusy:  # a legitimate answer at start-up too: refused, nothing written
+        sys.stdout.write("X\n")
+        return
     mine: dict[str, dict] = {}  # this worker's reviews, to replace them with their hash
     ops = OPS[role]
     counter = compacted = 0
