@@ -16,8 +16,8 @@ from flask import abort, current_app, flash, g, redirect, request, session, url_
 from flask_babel import gettext as _
 
 from reviewapp.accounts import operations
+from reviewapp.policy import EVERYONE  # noqa: F401 - the role groups live in the policy
 
-EVERYONE = ("contributor", "analyst", "viewer", "admin")
 # Open without signing in. node.setup is open only until the node is set up.
 PUBLIC = frozenset({"accounts.login", "static", "service_worker", "node.language", "node.setup"})
 
