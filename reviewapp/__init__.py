@@ -46,6 +46,10 @@ def create_app(test_config: dict | None = None) -> Flask:
         # Fold the journal into the snapshots in a thread of its own, off the request
         # that crossed the threshold (a command that exits first leaves it to the next).
         STORE_BACKGROUND_COMPACTION=True,
+        # Reports and data exports are made in processes of their own: this many at once
+        # (each takes a core), and this many more waiting; beyond that, "try again later".
+        REPORT_JOBS_AT_ONCE=1,
+        REPORT_JOBS_QUEUED=4,
     )
     if test_config:
         app.config.from_mapping(test_config)

@@ -97,3 +97,13 @@ def within_ceiling(catalogue: Catalogue, sensitivity: str | None, ceiling: str) 
     """Content classified at or below ``ceiling`` may be included."""
     levels = catalogue.choices["sensitivity"]
     return levels.rank(sensitivity) <= levels.rank(ceiling)
+
+
+def may_export_data(user: Doc) -> bool:
+    """Every selected observation as CSV or XLSX: analysts and administrators."""
+    return _is(user, *ANALYSTS)
+
+
+def may_see_job(user: Doc, job: Doc) -> bool:
+    """A report job, its progress and its file: the person who asked, and administrators."""
+    return job.get("who") == user.get("username") or _is(user, *ADMINS)

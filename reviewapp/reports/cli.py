@@ -1,12 +1,15 @@
-"""run.py report: a lessons report from the command line."""
+"""run.py report: a lessons report from the command line, made in this process with the
+same stages a web job reports, shown on standard error."""
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import sys
+import time
 from pathlib import Path
 
-from reviewapp.reports import aggregate, operations
+from reviewapp.reports import aggregate, jobs
 
 
 def report(app, args) -> int:
@@ -41,28 +44,54 @@ def report(app, args) -> int:
         areas=args.area, max_sensitivity=args.max_sensitivity, lang=args.lang, annex_limit=args.annex,
     )  # fmt: skip
     who = f"cli:{getpass.getuser()}"
+    spec = {"kind": args.format, "options": dataclasses.asdict(options), "who": who}
+    progress = TerminalProgress(sys.stderr)
+    body, figures = jobs.make(app, spec, progress)
+    progress.finish()
+    out.write_bytes(body)
     if args.format in ("csv", "xlsx"):
-        from reviewapp.accounts.operations import audit
-        from reviewapp.reports import export
-
-        review_rows, observation_rows = export.rows(operations.records(store), catalogue, options)
-        if args.format == "csv":
-            out.write_bytes(export.to_csv(observation_rows))
-        else:
-            out.write_bytes(export.to_xlsx(review_rows, observation_rows, options.lang))
-        audit(
-            store,
-            "data_exported",
-            who,
-            format=args.format,
-            scope=options.scope,
-            observations=len(observation_rows),
-        )
-        print(f"wrote {out}: {len(review_rows)} reviews, {len(observation_rows)} observations")
+        print(f"wrote {out}: {figures['reviews']} reviews, {figures['observations']} observations")
         return 0
-    document, figures = operations.produce(store, catalogue, node, options, args.format, who)
-    out.write_bytes(document if isinstance(document, bytes) else document.encode("utf-8"))
-    t = figures["totals"]
-    print(f"wrote {out}: {t['reviews']} reviews, {t['observations']} observations, "
+    print(f"wrote {out}: {figures['reviews']} reviews, {figures['observations']} observations, "
           f"classification {figures['classification']}")  # fmt: skip
     return 0
+
+
+STAGES = {"collecting": "collecting reviews", "aggregating": "aggregating",
+          "rendering": "writing the report", "styling": "preparing the page layout",
+          "layout": "laying out", "writing": "writing the file"}  # fmt: skip
+
+
+class TerminalProgress:
+    """The job's stages on a terminal: one line rewritten in place when ``stream`` is a
+    TTY, otherwise one plain line per stage (and per 10 pages of layout)."""
+
+    def __init__(self, stream) -> None:
+        self.stream, self.tty = stream, stream.isatty()
+        self.stage, self.started, self.width = None, time.monotonic(), 0
+
+    def text(self, stage: str, details: dict) -> str:
+        words = STAGES.get(stage, stage)
+        if stage == "collecting" and details.get("total"):
+            words += f" ({details.get('done', 0)} of {details['total']})"
+        elif stage == "layout":
+            pages = f" of {details['pages']}" if details.get("pages") else ""
+            words = f"laying out page {details.get('page')}{pages}"
+        elif stage == "writing" and details.get("pages"):
+            words = f"writing the PDF ({details['pages']} pages)"
+        return f"[{time.monotonic() - self.started:6.1f} s] {words}"
+
+    def __call__(self, stage: str, **details) -> None:
+        line = self.text(stage, details)
+        if self.tty:
+            self.stream.write("\r" + line.ljust(self.width))
+            self.width = len(line)
+        elif stage != self.stage or (stage == "layout" and details.get("page", 0) % 10 == 0):
+            self.stream.write(line + "\n")
+        self.stage = stage
+        self.stream.flush()
+
+    def finish(self) -> None:
+        if self.tty and self.width:
+            self.stream.write("\n")
+            self.stream.flush()

@@ -14,10 +14,20 @@ from reviewapp.storage import Store
 REPORT = "regional"
 
 
-def records(store: Store) -> list[dict]:
-    """The latest submitted revision of every review (a draft on top does not count)."""
-    found = []
-    for review in store.iter_reviews():
+def _quiet(stage: str, **details) -> None:
+    """The progress callback when nobody is watching."""
+
+
+def records(store: Store, progress: render.Progress = _quiet) -> list[dict]:
+    """The latest submitted revision of every review (a draft on top does not count).
+
+    :param progress: called with ``("collecting", done=, total=)`` every 1,000 reviews.
+    """
+    found, total = [], store.count_reviews()
+    progress("collecting", done=0, total=total)
+    for done, review in enumerate(store.iter_reviews(), 1):
+        if done % 1000 == 0:
+            progress("collecting", done=done, total=total)
         if review["status"] == "submitted":
             found.append(review)
         else:
@@ -83,12 +93,18 @@ def scope_name(catalogue: Catalogue, options: aggregate.ReportOptions) -> str:
 
 
 def produce(store: Store, catalogue: Catalogue, node: dict, options: aggregate.ReportOptions,
-            output: str, who: str, stylesheet: str = "style.css") -> tuple[bytes | str, dict]:  # fmt: skip
+            output: str, who: str, stylesheet: str = "style.css",
+            progress: render.Progress = _quiet) -> tuple[bytes | str, dict]:  # fmt: skip
     """A report as ``"html"`` or ``"pdf"``; logs report generation in the audit log.
 
+    :param progress: called with each stage in turn: ``collecting``, ``aggregating``,
+        ``rendering``, and for a PDF ``styling``, ``layout`` (page by page), ``writing``.
     :returns: the document and its figures.
     """
-    report = aggregate.build(records(store), catalogue, options)
+    found = records(store, progress)
+    progress("aggregating", reviews=len(found))
+    report = aggregate.build(found, catalogue, options)
+    progress("rendering")
     with force_locale(options.lang):
         lang = options.lang
 
@@ -132,8 +148,29 @@ def produce(store: Store, catalogue: Catalogue, node: dict, options: aggregate.R
         html = render.render_html(REPORT, catalogue, lang, {"report": report, **context})
         document: bytes | str = html
         if output == "pdf":
-            document, refused = render.render_pdf(REPORT, html)
+            document, refused = render.render_pdf(REPORT, html, progress)
             report["refused_urls"] = refused
     audit(store, "report_generated", who, output=output, scope=options.scope, lang=options.lang,
           reviews=report["totals"]["reviews"], classification=report["classification"])  # fmt: skip
     return document, report
+
+
+def export_data(store: Store, catalogue: Catalogue, options: aggregate.ReportOptions, kind: str,
+                who: str, progress: render.Progress = _quiet) -> tuple[bytes, int, int]:  # fmt: skip
+    """Every observation the options select, as ``"csv"`` or ``"xlsx"``; audited.
+
+    :returns: the file, and how many reviews and observations it holds.
+    """
+    from reviewapp.reports import export
+
+    found = records(store, progress)
+    progress("aggregating", reviews=len(found))
+    review_rows, observation_rows = export.rows(found, catalogue, options)
+    progress("writing")
+    if kind == "csv":
+        body = export.to_csv(observation_rows)
+    else:
+        body = export.to_xlsx(review_rows, observation_rows, options.lang)
+    audit(store, "data_exported", who, format=kind, scope=options.scope,
+          observations=len(observation_rows))  # fmt: skip
+    return body, len(review_rows), len(observation_rows)

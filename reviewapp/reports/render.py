@@ -8,7 +8,11 @@ files (fonts) and refuses everything else: no ``file://`` elsewhere, no network.
 
 from __future__ import annotations
 
+import logging
 import mimetypes
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -92,13 +96,65 @@ class ReportFetcher:
         return Fetcher()
 
 
-def render_pdf(name: str, html: str) -> tuple[bytes, list[str]]:
-    """The PDF of an HTML report, and the URLs it tried to load that were refused."""
+Progress = Callable[..., None]
+
+
+@contextmanager
+def _layout_progress(progress: Progress) -> Iterator[None]:
+    """Report WeasyPrint's layout page by page, from its own progress log.
+
+    WeasyPrint logs "Creating layout - Page N" for every page it lays out; when page
+    counters need a second pass, the total is known from the first. Only records of
+    this thread count, so a review printed by another thread does not mix in.
+    """
+    logger = logging.getLogger("weasyprint.progress")
+    thread = threading.get_ident()
+    seen = {"pass": 0, "last": 0, "pages": None}
+
+    class Handler(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.thread != thread or "Creating layout" not in str(record.msg):
+                return
+            page = record.args[0] if record.args else None
+            if "Repagination" in str(record.msg):
+                seen["pages"] = seen["last"]
+                return
+            if isinstance(page, int):
+                seen["last"] = page
+                progress("layout", page=page, pages=seen["pages"])
+
+    handler, level, propagate = Handler(), logger.level, logger.propagate
+    logger.addHandler(handler)
+    if not logger.isEnabledFor(logging.INFO):
+        # Switched on for the handler only, not for whatever logs the app keeps.
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
+
+
+def render_pdf(name: str, html: str, progress: Progress | None = None) -> tuple[bytes, list[str]]:
+    """The PDF of an HTML report, and the URLs it tried to load that were refused.
+
+    :param progress: called with a stage (``styling``, ``layout`` with ``page`` and
+        ``pages`` when known, ``writing`` with ``pages``) as the work goes on.
+    """
     import weasyprint
 
     folder = reports_dir() / name
     fetcher = ReportFetcher(folder)
-    pdf = weasyprint.HTML(
+    html_doc = weasyprint.HTML(
         string=html, base_url=folder.as_uri() + "/", url_fetcher=fetcher.make()
-    ).write_pdf()
-    return pdf, fetcher.refused
+    )
+    if progress is None:
+        return html_doc.write_pdf(), fetcher.refused
+    progress("styling")
+    with _layout_progress(progress):
+        document = html_doc.render()
+    # After layout the page count is known; drawing them into the PDF comes next.
+    progress("writing", pages=len(document.pages))
+    return document.write_pdf(), fetcher.refused

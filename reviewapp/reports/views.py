@@ -1,18 +1,31 @@
-"""Report pages: choose the scope and filters, preview as HTML, download the PDF."""
+"""Report pages: choose the scope and filters; the report (HTML preview, PDF) or data
+file (CSV, XLSX) is made by a job in a process of its own (:mod:`reviewapp.reports.jobs`),
+whose progress page the person may leave and come back to."""
 
 from __future__ import annotations
 
 import datetime as dt
 import re
 
-from flask import Blueprint, Response, abort, render_template, request, send_file, url_for
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    send_file,
+    url_for,
+)
 from flask_babel import gettext as _
 
-from reviewapp import REPO_ROOT, get_catalogue, get_store
+from reviewapp import REPO_ROOT, get_catalogue, policy
 from reviewapp.accounts.access import allow
 from reviewapp.accounts.views import who
 from reviewapp.formdefs import LANGUAGES, current_language
-from reviewapp.reports import aggregate, operations
+from reviewapp.reports import aggregate, jobs, operations
 
 bp = Blueprint("reports", __name__, url_prefix="/reports", template_folder="templates")
 READERS = ("viewer", "analyst", "admin")
@@ -68,85 +81,88 @@ def options_from(args) -> tuple[aggregate.ReportOptions, dict[str, str]]:
     return options, errors
 
 
+def _jobs_page(errors: dict, form, status: int = 200, busy: str | None = None):
+    from reviewapp.accounts.access import current_user
+
+    data_dir = current_app.config["DATA_DIR"]
+    recent = [jobs.public(job) for job in jobs.list_jobs(data_dir, current_user()["username"])]
+    page = render_template("reports/index.html", choices=get_catalogue().choices, errors=errors,
+                           args=form, jobs=recent[:10], busy=busy)  # fmt: skip
+    return page, status
+
+
 @bp.get("/")
 @allow(*READERS)
 def index():
-    return render_template(
-        "reports/index.html", choices=get_catalogue().choices, errors={}, args=request.args
-    )
+    jobs.clean_up(current_app.config["DATA_DIR"])
+    return _jobs_page({}, request.args)
 
 
-def _produce(output: str):
-    options, errors = options_from(request.args)
+@bp.post("/jobs")
+@allow(*READERS)
+def start():
+    """Start making the report (or data file) in a process of its own."""
+    from reviewapp.accounts.access import current_user
+
+    kind = request.form.get("output", "")
+    if kind not in jobs.KINDS:
+        abort(400)
+    if kind in ("csv", "xlsx") and not policy.may_export_data(current_user()):
+        abort(403)
+    options, errors = options_from(request.form)
     if errors:
-        page = render_template(
-            "reports/index.html", choices=get_catalogue().choices, errors=errors, args=request.args
-        )
-        return None, (page, 422)
-    store = get_store()
-    stylesheet = url_for("reports.stylesheet") if output == "html" else "style.css"
-    document, report = operations.produce(
-        store, get_catalogue(), store.find_node(), options, output, who(), stylesheet
-    )
-    return (document, report, options), None
+        return _jobs_page(errors, request.form, 422)
+    config = current_app.config
+    try:
+        job = jobs.start(
+            config["DATA_DIR"], kind, options, who(), stylesheet=url_for("reports.stylesheet"),
+            at_once=config["REPORT_JOBS_AT_ONCE"], queued=config["REPORT_JOBS_QUEUED"],
+        )  # fmt: skip
+    except jobs.Busy as exc:
+        busy = _("This node is already making %(n)s reports. Please try again in a few minutes.", n=exc.unfinished)  # fmt: skip
+        page, status = _jobs_page({}, request.form, 503, busy)
+        return page, status, {"Retry-After": "30"}
+    return redirect(url_for("reports.job", job_id=job["id"]), 303)
 
 
-@bp.get("/preview")
-@allow(*READERS)
-def preview():
-    result, error = _produce("html")
-    return error if error else Response(result[0], mimetype="text/html")
+def _get_job(job_id: str) -> dict:
+    """The job, for the person who asked for it (or an administrator); 404 for others."""
+    from reviewapp.accounts.access import current_user
 
-
-@bp.get("/pdf")
-@allow(*READERS)
-def pdf():
-    import io
-
-    result, error = _produce("pdf")
-    if error:
-        return error
-    document, _report, options = result
-    name = f"lessons-report-{options.scope}-{options.lang}.pdf"
-    return send_file(
-        io.BytesIO(document), mimetype="application/pdf", as_attachment=True, download_name=name
-    )
-
-
-@bp.get("/data.<kind>")
-@allow("analyst", "admin")
-def data(kind: str):
-    """Every observation the report's filters select, as CSV or XLSX."""
-    import io
-
-    from reviewapp.accounts.operations import audit
-    from reviewapp.reports import export
-
-    if kind not in ("csv", "xlsx"):
+    job = jobs.find(current_app.config["DATA_DIR"], job_id)
+    if job is None or not policy.may_see_job(current_user(), job):
         abort(404)
-    options, errors = options_from(request.args)
-    if errors:
-        page = render_template(
-            "reports/index.html", choices=get_catalogue().choices, errors=errors, args=request.args
-        )
-        return page, 422
-    store = get_store()
-    review_rows, observation_rows = export.rows(operations.records(store), get_catalogue(), options)
-    if kind == "csv":
-        body, mimetype = export.to_csv(observation_rows), "text/csv"
-    else:
-        body = export.to_xlsx(review_rows, observation_rows, options.lang)
-        mimetype = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-    audit(
-        store,
-        "data_exported",
-        who(),
-        format=kind,
-        scope=options.scope,
-        observations=len(observation_rows),
-    )
-    name = f"lessons-data-{options.scope}-{options.lang}.{kind}"
-    return send_file(io.BytesIO(body), mimetype=mimetype, as_attachment=True, download_name=name)
+    return job
+
+
+@bp.get("/jobs/<job_id>")
+@allow(*READERS)
+def job(job_id: str):
+    found = _get_job(job_id)
+    return render_template("reports/job.html", job=jobs.public(found))
+
+
+@bp.get("/jobs/<job_id>/status")
+@allow(*READERS)
+def job_status(job_id: str):
+    found = _get_job(job_id)
+    status = jobs.public(found)
+    if found["state"] == "done":
+        status["download"] = url_for("reports.download", job_id=job_id)
+    return jsonify(status), 200, {"Cache-Control": "no-store"}
+
+
+@bp.get("/jobs/<job_id>/file")
+@allow(*READERS)
+def download(job_id: str):
+    found = _get_job(job_id)
+    if found["state"] != "done":
+        return redirect(url_for("reports.job", job_id=job_id))
+    jobs.downloaded(current_app.config["DATA_DIR"], found)
+    mimetype = jobs.KINDS[found["kind"]][0]
+    inline = found["kind"] == "html"  # the preview opens in the browser
+    return send_file(found["file"], mimetype=mimetype, as_attachment=not inline,
+                     download_name=jobs.download_name(found), max_age=0)  # fmt: skip
 
 
 @bp.get("/style.css")

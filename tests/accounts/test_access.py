@@ -45,10 +45,11 @@ EXPECTED = {
     "exchange.make_receipt": ANALYSTS,
     "exchange.apply_receipt": ANALYSTS,
     "reports.index": READERS,
-    "reports.preview": READERS,
-    "reports.pdf": READERS,
+    "reports.start": READERS,  # CSV and XLSX: analysts only (policy.may_export_data)
+    "reports.job": READERS,  # each job: the person who asked, and administrators
+    "reports.job_status": READERS,
+    "reports.download": READERS,
     "reports.stylesheet": READERS,
-    "reports.data": ANALYSTS,
     "node.settings": ADMINS,
     "node.download_backup": ADMINS,
     "accounts.users": ADMINS,
@@ -92,7 +93,8 @@ def site(app, node_web):
         store, catalogue, draft["id"], make_answers(contingent="2"), again["content_hash"]
     )
     return {"review_id": draft["id"], "revision_id": first["revision_id"], "conflict_id": "none",
-            "username": "contributor", "filename": "css/app.css", "kind": "csv"}  # fmt: skip
+            "username": "contributor", "filename": "css/app.css", "kind": "csv",
+            "job_id": "none"}  # fmt: skip
 
 
 def _client(app, role: str) -> Web:

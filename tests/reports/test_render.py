@@ -142,14 +142,24 @@ def test_only_the_report_folder_and_static_files_are_served():
 
 
 def test_report_pages_for_readers(filled, as_role, node_web):
+    from tests.reports.test_jobs import job_id_of, start, wait
+
     viewer = as_role("viewer")
     assert "Informes de lecciones" in viewer.get("/reports/").get_data(as_text=True)
-    preview = viewer.get("/reports/preview?scope=lac&lang=fr")
+    job = wait(filled, job_id_of(start(viewer, "html", lang="fr")))
+    preview = viewer.get(f"/reports/jobs/{job['id']}/file")
     assert preview.status_code == 200 and "Rapport régional" in preview.get_data(as_text=True)
-    response = viewer.get("/reports/pdf?scope=alcopaz&lang=es&from=2023-01-01&to=2023-12-31")
+    preview.close()
+    job = wait(
+        filled,
+        job_id_of(
+            start(viewer, "pdf", scope="alcopaz", **{"from": "2023-01-01", "to": "2023-12-31"})
+        ),
+    )
+    response = viewer.get(f"/reports/jobs/{job['id']}/file")
     assert response.mimetype == "application/pdf" and response.data.startswith(b"%PDF")
     response.close()
-    bad = viewer.get("/reports/preview?scope=countries&from=2024-99-01&lang=xx")
+    bad = start(viewer, "html", scope="countries", lang="xx", **{"from": "2024-99-01"})
     page = bad.get_data(as_text=True)
     assert bad.status_code == 422 and "Elija al menos un país." in page and "fecha válida" in page
     assert as_role("contributor").get("/reports/").status_code == 403
@@ -184,20 +194,26 @@ def test_data_export_holds_every_observation_and_no_personal_data(filled, as_rol
 
     from openpyxl import load_workbook
 
+    from tests.reports.test_jobs import job_id_of, start, wait
+
     analyst = as_role("analyst")
-    response = analyst.get("/reports/data.csv?scope=lac&lang=es&country=")
-    body = response.data.decode("utf-8-sig")
-    response.close()
+
+    def made(output, **fields):
+        job = wait(filled, job_id_of(start(analyst, output, **fields)))
+        response = analyst.get(f"/reports/jobs/{job['id']}/file")
+        body = response.data
+        response.close()
+        return body
+
+    body = made("csv", country="").decode("utf-8-sig")
     rows = list(csv_module.reader(body.splitlines()))
     assert rows[0][:3] == ["review_id", "country", "operation"] and len(rows) == 1 + 24
     assert {r[1] for r in rows[1:]} == {"Argentina", "Uruguay", "Perú"}
     assert "Ana Pérez" not in body and "ana@example.org" not in body
-    response = analyst.get("/reports/data.xlsx?scope=countries&country=UY&lang=pt")
-    book = load_workbook(io.BytesIO(response.data))
-    response.close()
+    book = load_workbook(io.BytesIO(made("xlsx", scope="countries", country="UY", lang="pt")))
     assert book.sheetnames == ["Revisões", "Observações"]
     assert book["Revisões"].max_row == 1 + 4 and book["Observações"].max_row == 1 + 8
-    assert as_role("viewer").get("/reports/data.csv?scope=lac").status_code == 403
+    assert start(as_role("viewer"), "csv").status_code == 403
 
 
 def test_data_export_guards_against_formulas(filled, store, catalogue):
