@@ -464,13 +464,17 @@ class Journal:
                 self.folder, "has lost all its collection files although its journal is there"
             )
         known: set[str] = set()
+        held = 0
         for name in present:
             try:
-                meta = self._read_snapshot(name)[1]
+                docs, meta, _size = self._read_snapshot(name)
             except _Bad as bad:
                 raise self._damaged(bad.path, bad.what) from None
             known.update(meta.get("collections", ()))
             self.folder_id = self.folder_id or meta.get("folder")
+            held += len(docs)
+        if not held and not self.path.exists() and not self.end_path.exists():
+            known = set()  # never written to: a first start that was killed half-way
         for name in self.names:
             if name in present:
                 continue

@@ -133,7 +133,10 @@ def test_failed_pins_across_accounts_pause_pin_sign_in_and_tell_the_administrato
     assert len(checks) == operations.PIN_BUDGET
     assert {r.status_code for r in responses} == {401, 429}
     paused = [r for r in responses if r.status_code == 429]
-    assert len(paused) == 40 - operations.PIN_BUDGET
+    # Every attempt beyond the budget is refused unchecked (asserted above): paused, or —
+    # when five of the checked ones happened to fall on one account — refused as that
+    # account's lock, so how many say "paused" depends on the order they came in.
+    assert 0 < len(paused) <= 40 - operations.PIN_BUDGET
     assert "el ingreso con PIN está en pausa" in text(paused[0])
     assert int(paused[0].headers["Retry-After"]) <= operations.PIN_PAUSE_MINUTES * 60
     (event,) = [e for e in store.list_audit() if e["event"] == "pin_sign_in_paused"]
