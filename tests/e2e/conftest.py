@@ -68,16 +68,37 @@ class Server:
         self.proc.wait(timeout=10)
 
 
-@pytest.fixture
-def server(tmp_path):
-    data = tmp_path / "data"
+def serve(data: Path, kiosk: bool = False, pins: dict[str, str] | None = None) -> Server:
+    """A node with the account ``admin`` (and contributors signing in with these PINs), served."""
     app = create_app({"DATA_DIR": str(data), **FAST})
     store = app.extensions["store"]
     store.save_node({"id": "00000000-0000-4000-8000-000000000001", "name": "URUBATT portátil 3", "country": "UY",
-                     "level": "field", "language": "es", "created_at": "2026-11-01T00:00:00.000Z"})  # fmt: skip
+                     "level": "field", "language": "es", "created_at": "2026-11-01T00:00:00.000Z",
+                     **({"kiosk": True} if kiosk else {})})  # fmt: skip
     add_user(app, "admin", "admin")
+    for username, pin in (pins or {}).items():
+        add_user(app, username, "contributor", pin=pin)
+    store.close()
     served = Server(data)
     served.start()
+    return served
+
+
+@pytest.fixture
+def server(tmp_path):
+    served = serve(tmp_path / "data")
+    yield served
+    if served.proc.poll() is None:
+        served.kill()
+
+
+KIOSK_PINS = {"ana": "4821", "bruno": "7315"}
+
+
+@pytest.fixture
+def kiosk_server(tmp_path):
+    """A shared laptop in kiosk mode: officers ana and bruno sign in with their PINs."""
+    served = serve(tmp_path / "data", kiosk=True, pins=KIOSK_PINS)
     yield served
     if served.proc.poll() is None:
         served.kill()
@@ -105,6 +126,15 @@ def sign_in(page, server, username: str = "admin") -> None:
     page.goto(server.url + "/login")
     page.fill("#f-username", username)
     page.fill("#f-password", PASSWORD)
+    page.click("button.primary")
+    page.wait_for_url("**/reviews/")
+
+
+def sign_in_with_pin(page, server, username: str) -> None:
+    page.goto(server.url + "/login")
+    page.fill("#f-username", username)
+    page.check("input[name='method'][value='pin']")
+    page.fill("#f-pin", KIOSK_PINS[username])
     page.click("button.primary")
     page.wait_for_url("**/reviews/")
 

@@ -13,6 +13,7 @@
   "use strict";
   var SKIP = { csrf_token: 1, action: 1, _etag: 1 };
   var DB_NAME = "deployment-review", STORE = "copies";
+  var current = null; // the review form of this page, for signing out (see the end)
 
   function fields(form) {
     var pairs = [];
@@ -149,7 +150,9 @@
     var paused = false;       // a choice between two versions is open: nothing is sent
     var leaving = false;      // the form itself is being posted
     var passing = false;
+    var stopped = false;      // signing out: nothing more is kept or sent from this page
     var isReady = false, early = false, applying = false;
+    var readyNow, whenReady = new Promise(function (resolve) { readyNow = resolve; });
 
     // Copies kept by earlier versions of this page (localStorage, no owner): not restored.
     try { localStorage.removeItem("deployment-review:" + form.getAttribute("data-review-id")); } catch (e) { /* none */ }
@@ -165,7 +168,7 @@
     function keepHere(submitted) {
       // One write at a time; a change during a write is written right after it.
       // While a choice is open the copy is one of the two versions offered: left alone.
-      if (!copies || paused) { return Promise.resolve(false); }
+      if (!copies || paused || stopped) { return Promise.resolve(false); }
       if (writeBusy) { writeAgain = true; return writing; }
       writeBusy = true;
       var pairs = fields(form);
@@ -214,7 +217,7 @@
 
     function send(keepalive) {
       clearTimeout(sendTimer); clearTimeout(retryTimer);
-      if (paused || leaving || sending || !dirty) { return sending || Promise.resolve(); }
+      if (paused || leaving || stopped || sending || !dirty) { return sending || Promise.resolve(); }
       if (navigator.onLine === false) { return Promise.resolve(); }
       if (Date.now() < notBefore) { schedule(0); return Promise.resolve(); }
       var pairs = fields(form);
@@ -339,7 +342,7 @@
     function changed() {
       if (applying) { return; }
       if (!isReady) { early = true; return; }
-      if (paused || leaving) { return; }
+      if (paused || leaving || stopped) { return; }
       if (stateOf() !== "pending") { show("pending"); }
       dirty = true;
       clearTimeout(writeTimer);
@@ -348,7 +351,7 @@
     }
 
     function flush(keepalive) {
-      if (paused || leaving || !dirty) { return; }
+      if (paused || leaving || stopped || !dirty) { return; }
       clearTimeout(writeTimer);
       keepHere(false);
       send(keepalive);
@@ -359,7 +362,38 @@
       isReady = true;
       form.setAttribute("data-autosave", "ready");
       if (early && !paused) { changed(); }
+      readyNow();
     }
+
+    function clearTimers() { clearTimeout(sendTimer); clearTimeout(writeTimer); clearTimeout(retryTimer); }
+
+    current = {
+      user: user,
+      review: form.getAttribute("data-review-id"),
+      // Signing out: send what the server does not hold yet, now (not after the pause, nor
+      // after the wait a busy server asked for: the officer is leaving). True once the
+      // server holds everything this page has; false if it could not be sent.
+      settle: function () {
+        return whenReady.then(function () {
+          clearTimers();
+          return Promise.resolve(sending).then(function () { return writing; });
+        }).then(function () {
+          if (paused) { return false; } // a choice between two versions is open
+          if (!dirty) { return true; }
+          notBefore = 0;
+          return keepHere(false).then(function () { return send(); })
+            .then(function () { return writing; })
+            .then(function () { return !dirty && !paused; });
+        });
+      },
+      stop: function () { stopped = true; clearTimers(); },
+      resume: function () {
+        // "Stay": what was typed meanwhile is kept and sent as usual.
+        stopped = false;
+        if (!same(fields(form), confirmed)) { dirty = true; }
+        if (dirty && !paused) { keepHere(false); schedule(900); }
+      }
+    };
 
     function listen() {
       form.addEventListener("input", changed);
@@ -436,7 +470,216 @@
     }).catch(function () { ready(); });
   });
 
-  // After signing out, nothing of the last person's pages stays in the cache.
+  // Signing out on a shared laptop: the next officer must find nothing of this one's in the
+  // browser. First what this person typed is sent (the form open here, then the copies of
+  // other reviews kept on this device); once the server holds it, this person's copies
+  // (every review, not only the open one) and the offline copies of pages are deleted and
+  // the sign-out goes on. What could not be sent is named in a warning: stay, or sign out
+  // anyway and lose it. The sign-in page never opens the device copies.
+  var SEND_TIMEOUT = 8000;
+  var channel = null;
+  try { channel = window.BroadcastChannel ? new BroadcastChannel(DB_NAME) : null; } catch (e) { channel = null; }
+
+  function mineOnly(db, user, work) {
+    // Every record of this person, whatever the review.
+    return new Promise(function (resolve, reject) {
+      var found = [];
+      var tx = db.transaction(STORE, work ? "readwrite" : "readonly", work ? { durability: "strict" } : undefined);
+      tx.objectStore(STORE).openCursor().onsuccess = function (event) {
+        var cursor = event.target.result;
+        if (!cursor) { return; }
+        if (cursor.value.user === user) {
+          found.push(cursor.value);
+          if (work) { cursor.delete(); }
+        }
+        cursor.continue();
+      };
+      tx.oncomplete = function () { resolve(found); };
+      tx.onerror = tx.onabort = function () { reject(tx.error); };
+    });
+  }
+
+  function within(ms, promise, otherwise) {
+    return Promise.race([promise, new Promise(function (resolve) { setTimeout(function () { resolve(otherwise); }, ms); })]);
+  }
+
+  function sendCopy(out, record) {
+    // A copy of a review not open here, posted as its page would: true once the server
+    // holds it (saved now, or already the same as what it holds).
+    var url = function (name) { return out.getAttribute(name).split("__ID__").join(encodeURIComponent(record.review)); };
+    var body = new URLSearchParams();
+    (record.pairs || []).forEach(function (p) { body.append(p[0], p[1]); });
+    body.append("_etag", record.base || "");
+    body.append("csrf_token", out.elements.csrf_token.value);
+    var answer = fetch(url("data-autosave-url"), {
+      method: "POST", body: body, credentials: "same-origin", headers: { "Accept": "application/json" }
+    }).then(function (response) {
+      return response.json().catch(function () { return {}; }).then(function (data) {
+        if (response.status === 200 && data.etag) { return true; }
+        if (response.status !== 409) { return false; } // offline, busy, full, invalid, signed out
+        // Refused: the server holds another version. Stored only if it is this one.
+        return serverState(url("data-edit-url")).then(function (server) {
+          if (!server) { return record.submitted === true; } // no longer a draft: a form post was answered
+          return same(server.pairs, record.pairs);
+        });
+      });
+    }).catch(function () { return false; });
+    return within(SEND_TIMEOUT, answer, false);
+  }
+
+  function sendMine(out, user) {
+    // Resolves to the number of copies the server does not hold.
+    var here = current && current.user === user ? within(SEND_TIMEOUT * 2, current.settle(), false) : Promise.resolve(true);
+    return here.then(function (savedHere) {
+      if (current) { current.stop(); }
+      return openCopies().then(function (db) {
+        if (!db) { return savedHere ? 0 : 1; }
+        return mineOnly(db, user, false).then(function (records) {
+          var unsent = 0;
+          var chain = Promise.resolve();
+          records.forEach(function (record) {
+            chain = chain.then(function () {
+              if (current && record.review === current.review) {
+                if (!savedHere) { unsent += 1; }
+                return;
+              }
+              return sendCopy(out, record).then(function (stored) { if (!stored) { unsent += 1; } });
+            });
+          });
+          return chain.then(function () {
+            db.close();
+            return unsent + (!savedHere && !records.some(function (r) { return current && r.review === current.review; }) ? 1 : 0);
+          });
+        });
+      });
+    });
+  }
+
+  function forget(user) {
+    // This person's copies go, every review; then the pages kept for offline use
+    // (they are this person's pages; the static files stay).
+    var copiesGone = openCopies().then(function (db) {
+      if (!db) { return; }
+      return mineOnly(db, user, true).then(function () { db.close(); });
+    });
+    var pagesGone = !window.caches ? Promise.resolve() : caches.keys().then(function (names) {
+      return Promise.all(names.map(function (name) {
+        return caches.open(name).then(function (cache) {
+          return cache.keys().then(function (requests) {
+            return Promise.all(requests.filter(function (request) {
+              return new URL(request.url).pathname.indexOf("/static/") !== 0;
+            }).map(function (request) { return cache.delete(request); }));
+          });
+        });
+      }));
+    });
+    return Promise.all([copiesGone, pagesGone]);
+  }
+
+  function warning(out) {
+    var panel = document.getElementById("sign-out-warning");
+    if (panel) { return panel; }
+    panel = document.createElement("section");
+    panel.id = "sign-out-warning";
+    panel.className = "notice sign-out-warning";
+    panel.setAttribute("role", "alertdialog");
+    panel.setAttribute("aria-labelledby", "sign-out-warning-h");
+    panel.setAttribute("aria-describedby", "sign-out-warning-text");
+    panel.hidden = true;
+    var heading = document.createElement("h2");
+    heading.id = "sign-out-warning-h";
+    heading.textContent = out.getAttribute("data-unsent-title");
+    var text = document.createElement("p");
+    text.id = "sign-out-warning-text";
+    text.textContent = out.getAttribute("data-unsent-text");
+    var actions = document.createElement("div");
+    actions.className = "actions";
+    [["anyway", "data-anyway"], ["stay", "data-stay"]].forEach(function (choice) {
+      var button = document.createElement("button");
+      button.type = "button";
+      button.setAttribute("data-sign-out", choice[0]);
+      button.textContent = out.getAttribute(choice[1]);
+      actions.appendChild(button);
+    });
+    panel.appendChild(heading); panel.appendChild(text); panel.appendChild(actions);
+    var main = document.getElementById("main") || document.body;
+    main.insertBefore(panel, main.firstChild);
+    return panel;
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    var out = document.querySelector("form[data-sign-out]");
+    if (!out) { return; }
+    var user = out.getAttribute("data-user");
+    var button = out.querySelector("button[type='submit']");
+    var label = button ? button.textContent : "";
+    var passing = false, busy = false, gone = false;
+
+    function waiting(on) {
+      busy = on;
+      if (!button) { return; }
+      button.disabled = on;
+      button.textContent = on ? out.getAttribute("data-sending") : label;
+    }
+
+    function leave() {
+      gone = true;
+      if (current) { current.stop(); }
+      if (channel) { channel.postMessage({ signedOut: user }); }
+      return forget(user).catch(function () { /* deleted what could be */ }).then(function () {
+        passing = true;
+        HTMLFormElement.prototype.submit.call(out);
+      });
+    }
+
+    out.addEventListener("submit", function (event) {
+      if (passing) { return; }
+      event.preventDefault();
+      if (busy) { return; }
+      waiting(true);
+      sendMine(out, user).catch(function () { return 1; }).then(function (unsent) {
+        if (!unsent) { return leave(); }
+        waiting(false);
+        var panel = warning(out);
+        var stay = panel.querySelector("[data-sign-out='stay']");
+        panel.hidden = false;
+        panel.scrollIntoView({ block: "nearest" });
+        stay.focus();
+        function close() {
+          panel.hidden = true;
+          panel.onkeydown = null;
+          if (current) { current.resume(); }
+          if (button) { button.focus(); }
+        }
+        stay.onclick = close;
+        panel.onkeydown = function (e) { if (e.key === "Escape") { close(); } };
+        panel.querySelector("[data-sign-out='anyway']").onclick = function () {
+          panel.hidden = true;
+          waiting(true);
+          leave();
+        };
+      });
+    });
+
+    if (channel) {
+      // Signed out in another tab: this one keeps and sends nothing more, and goes to
+      // whatever the server shows now (the sign-in page).
+      channel.onmessage = function (event) {
+        if (event.data && event.data.signedOut === user && !gone) {
+          gone = true;
+          if (current) { current.stop(); }
+          window.location.reload();
+        }
+      };
+    }
+    window.addEventListener("pageshow", function (event) {
+      // Back to a page of the person who signed out (back-forward cache): ask the server.
+      if (event.persisted && gone) { window.location.reload(); }
+    });
+  });
+
+  // After signing out, nothing of the last person's pages stays in the cache (again: a
+  // page being cached as the sign-out was sent may have been put there since).
   if (window.location.pathname === "/login" && window.caches) {
     caches.keys().then(function (names) { names.forEach(function (name) { caches.delete(name); }); });
   }

@@ -3,9 +3,10 @@
 // for when the network is gone. Nothing from another origin is touched.
 "use strict";
 // A new CACHE name whenever a static file changes meaning (v2: the device copy moved from
-// localStorage to IndexedDB): static files are served from the cache first, so an old
-// cache would keep the old scripts.
-var CACHE = "deployment-review-v2";
+// localStorage to IndexedDB; v3: signing out sends, then deletes, the copies): static files
+// are served from the cache first, so an old cache would keep the old scripts.
+// Pages are cached as the signed-in person saw them: autosave.js deletes them at sign-out.
+var CACHE = "deployment-review-v3";
 
 self.addEventListener("install", function () { self.skipWaiting(); });
 self.addEventListener("activate", function (event) {
