@@ -75,13 +75,22 @@ def dirty(app, node_web, store, catalogue):
     return app
 
 
-REPORT = "scope=lac&lang=es&from=2000-01-01&to=2030-12-31&max_sensitivity=strictly_confidential"
+REPORT = {"scope": "lac", "from": "2000-01-01", "to": "2030-12-31", "max_sensitivity": "strictly_confidential"}  # fmt: skip
+
+
+def _data(app, client, output):
+    from tests.reports.test_jobs import job_id_of, start, wait
+
+    job = wait(app, job_id_of(start(client, output, **REPORT)))
+    response = client.get(f"/reports/jobs/{job['id']}/file")
+    assert response.status_code == 200
+    data = response.data
+    response.close()
+    return data
 
 
 def test_csv_quotes_every_text_cell_and_guards_formulas_and_controls(dirty, node_web):
-    response = node_web.get(f"/reports/data.csv?{REPORT}")
-    assert response.status_code == 200
-    body = response.data.decode("utf-8-sig")
+    body = _data(dirty, node_web, "csv").decode("utf-8-sig")
     header, row = list(csv.reader(io.StringIO(body)))
     cells = dict(zip(header, row, strict=True))
     assert cells["title"] == '\'=HYPERLINK("http://evil")'
@@ -94,9 +103,7 @@ def test_csv_quotes_every_text_cell_and_guards_formulas_and_controls(dirty, node
 
 
 def test_xlsx_never_fails_on_stored_text(dirty, node_web, tmp_path):
-    response = node_web.get(f"/reports/data.xlsx?{REPORT}")
-    assert response.status_code == 200
-    book = load_workbook(io.BytesIO(response.data))
+    book = load_workbook(io.BytesIO(_data(dirty, node_web, "xlsx")))
     values = [c.value for row in book.worksheets[1].iter_rows() for c in row]
     assert "NUL ESC BEL fin" in values and '\'=HYPERLINK("http://evil")' in values
     out = tmp_path / "r.xlsx"

@@ -13,7 +13,13 @@ import pytest
 from reviewapp import REPO_ROOT, create_app
 from reviewapp.storage import StoreDamaged
 from tests.conftest import FAST
-from tests.exchange.conftest import _node, field  # noqa: F401 - the fixture
+from tests.exchange.conftest import _node
+
+
+@pytest.fixture
+def field(tmp_path):
+    return _node(tmp_path, "URUBATT laptop", "UY", "field")
+
 
 HOLD_LOCK = textwrap.dedent(
     """
@@ -71,13 +77,13 @@ def test_a_form_received_by_a_command_line_import_is_usable_by_a_running_server(
     (forms / "deployment-review.v2.yaml").write_text(
         v1.replace("\nversion: 1\n", "\nversion: 2\n"), encoding="utf-8"
     )
-    field = _node(tmp_path, "field", "UY", "field")
-    field.app.config["FORMS_DIR"] = str(forms)
-    field_app = create_app({"DATA_DIR": str(field.folder), "FORMS_DIR": str(forms), **FAST})
-    field.app = field_app
-    review = field.submit()
+    source = _node(tmp_path, "field", "UY", "field")
+    source.app.config["FORMS_DIR"] = str(forms)
+    source_app = create_app({"DATA_DIR": str(source.folder), "FORMS_DIR": str(forms), **FAST})
+    source.app = source_app
+    review = source.submit()
     assert review["form_version"] == 2
-    field.export(tmp_path / "v2.drb")
+    source.export(tmp_path / "v2.drb")
 
     centre = _node(tmp_path, "centre", "UY", "centre")
     admin = centre.web("admin")
@@ -202,7 +208,15 @@ def test_a_damaged_signing_key_is_reported_on_the_command_line_in_one_line(field
     lines[1] = middle[:10] + ("B" if middle[10] != "B" else "C") + middle[11:]
     key.write_text("\n".join(lines) + "\n")
     done = subprocess.run(
-        [sys.executable, "run.py", "--data", str(field.folder), "export", "--out", str(tmp_path / "2.drb")],  # fmt: skip
+        [
+            sys.executable,
+            "run.py",
+            "--data",
+            str(field.folder),
+            "export",
+            "--out",
+            str(tmp_path / "2.drb"),
+        ],  # fmt: skip
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,

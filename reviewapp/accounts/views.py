@@ -22,6 +22,7 @@ from flask_babel import lazy_gettext as _l
 from reviewapp import get_store
 from reviewapp.accounts import operations
 from reviewapp.accounts.access import EVERYONE, allow, sign_in, sign_out
+from reviewapp.cells import cell
 from reviewapp.errors import ValidationFailed
 from reviewapp.security import safe_next
 
@@ -199,7 +200,7 @@ def audit():
 @allow("admin")
 def audit_csv():
     out = io.StringIO()
-    writer = csv.writer(out)
+    writer = csv.writer(out, quoting=csv.QUOTE_NONNUMERIC)
     writer.writerow(["at", "event", "who", "username", "details"])
     for entry in reversed(get_store().list_audit()):
         details = {
@@ -207,8 +208,7 @@ def audit_csv():
         }
         row = [entry["at"], entry["event"], entry["who"], entry.get("username", "")]
         row.append(";".join(f"{k}={v}" for k, v in sorted(details.items())))
-        # A cell starting with = + - @ would run as a formula in a spreadsheet.
-        writer.writerow(["'" + c if c[:1] in ("=", "+", "-", "@") else c for c in map(str, row)])
+        writer.writerow([cell(str(c)) for c in row])
     operations.audit(get_store(), "audit_exported", who())
     return Response(
         "\ufeff" + out.getvalue(),

@@ -12,10 +12,9 @@ import io
 
 from flask_babel import force_locale, gettext
 
-from reviewapp.formdefs import CONTROL_RE, Catalogue
+from reviewapp.cells import cell as _cell
+from reviewapp.formdefs import Catalogue
 from reviewapp.reports import aggregate
-
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # as OWASP lists them for CSV injection
 
 REVIEW_COLUMNS = (
     ("review_id", None), ("country", "countries"), ("operation", "operations"), ("institution", "institutions"),
@@ -32,16 +31,6 @@ OBSERVATION_COLUMNS = (
     ("recommendation", None), ("action_body", "action_bodies"), ("training_module", "training_modules"),
     ("priority", "priorities"), ("observation_sensitivity", "sensitivity"),
 )  # fmt: skip
-
-
-def _cell(value) -> str | int | float:
-    """A value as a spreadsheet cell: control characters (which XLSX cannot hold, and
-    which older versions stored) dropped, and text a spreadsheet would run as a formula
-    kept as text with a leading apostrophe."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return value
-    text = CONTROL_RE.sub("", "" if value is None else str(value))
-    return "'" + text if text[:1] in FORMULA_STARTS else text
 
 
 def rows(

@@ -329,8 +329,10 @@ def test_audit_log_records_the_important_events_and_downloads_as_csv(
     assert "login_failed" in page
     csv = node_web.get("/audit.csv")
     body = csv.get_data(as_text=True)
-    assert csv.mimetype == "text/csv" and body.startswith("\ufeffat,event,who,username,details")
-    assert ",'=cmd|calc," in body and ",=cmd" not in body
+    assert csv.mimetype == "text/csv" and body.startswith(
+        '\ufeff"at","event","who","username","details"'
+    )
+    assert ',"\'=cmd|calc",' in body and '"=cmd' not in body  # quoted and guarded
     assert analyst.get("/audit.csv").status_code == 403
 
 

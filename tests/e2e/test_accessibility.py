@@ -99,8 +99,10 @@ def test_import_and_report_download_through_the_ui(page, server, tmp_path):
     assert "in.drb" in page.content()
     page.goto(server.url + "/reports/")
     page.check("input[value='lac']")
+    page.click("text=Descargar PDF")  # starts a report job; its page shows the progress
+    page.wait_for_selector("#job-download:not([hidden]) a", timeout=120_000)
     with page.expect_download() as download:
-        page.click("text=Descargar PDF")
+        page.click("#job-download a")
     pdf = Path(download.value.path()).read_bytes()
     assert pdf.startswith(b"%PDF")
     import pypdf
