@@ -1,23 +1,24 @@
 """Durable local storage: the only module that imports tinydb.
 
 The node's data folder holds one TinyDB JSON file per collection (``reviews.json``,
-``revisions.json``, ``imports.json``...) and one shared journal, ``journal.log``.
-A plain TinyDB ``JSONStorage`` rewrites a whole file on every write, which at 10,000
-reviews means ~80 MB per save. Here a write appends only the documents that changed
-to the journal, with a checksum, and fsyncs it. When the journal outgrows the
-snapshots it is compacted: each changed collection file is rewritten through a temp
-file, fsync and atomic rename, then the journal is emptied.
+``users.json``...: the *snapshots*) and one shared journal, ``journal.log``. A plain
+TinyDB ``JSONStorage`` rewrites a whole file on every write (~80 MB per save at 10,000
+reviews); here a write appends only the documents that changed to the journal, with
+its length and checksum, and fdatasyncs it. When the journal outgrows the snapshots it
+is compacted: every collection named in it is rewritten through a temp file, fsync and
+rename, and a new journal starts with what was written meanwhile.
 
-- An acknowledged write has been fsync'ed: it survives ``kill -9`` and power loss.
+- An acknowledged write is on disk: it survives ``kill -9``, power loss, other
+  processes' writes and compactions.
 - A change to several collections (a revision, a whole import) is one journal
-  record, so it is applied entirely or not at all (:meth:`Journal.atomic`).
-- A torn tail left by a killed writer fails its checksum; it is ignored on read and
-  cut off by the next writer.
-- A file lock serialises writers across processes (the web server and a CLI
-  import); readers notice changed files by size and mtime and catch up.
+  record, applied entirely or not at all (:meth:`Journal.atomic`).
+- Only a killed writer's unfinished last line is cut (a copy kept in ``damaged/``);
+  anything else that does not check out is :class:`StoreDamaged`, never repaired.
+- Writers lock the data folder itself, for a bounded time (:class:`StoreBusy`);
+  readers take no lock and catch up with what other processes wrote.
 
-The rest of the app talks to :class:`Store`, whose methods speak the domain and take
-and return plain dicts.
+docs/storage.md says what each file holds and what survives what. The rest of the app
+talks to :class:`Store`, whose methods speak the domain and take and return plain dicts.
 """
 
 from __future__ import annotations
@@ -51,7 +52,6 @@ except ImportError:  # Windows
 
 log = logging.getLogger(__name__)
 Doc = dict[str, Any]
-Changes = dict[str, dict[str, Any]]  # {collection: {"put": {key: doc}, "del": [key]}}
 
 
 class NotFound(LookupError):
@@ -205,8 +205,9 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _write_synced(path: Path, data: bytes) -> None:
-    with open(path, "wb") as fh:
+def _write_synced(path: Path, data: bytes, mode: int = 0o644) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "wb") as fh:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
@@ -261,11 +262,7 @@ def write_new_file(path: Path, data: bytes, mode: int = 0o600) -> bool:
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
         with _writing(path):
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
+            _write_synced(tmp, data, mode)
             try:
                 os.link(tmp, path)  # unlike a rename, never replaces an existing file
             except FileExistsError:
@@ -715,9 +712,9 @@ class Journal:
             self.damage = self.damage or self._damaged(state.path, state.what, state.offset)
             return None
         tables, sizes, records, valid = state
-        self.tables, self._snapshot_bytes, self._journal_names = tables, sizes, set()
-        for record in records:
-            self._apply(record)
+        self._journal_names = set()
+        self._replay(tables, records)  # tables just read are this call's: changed in place
+        self.tables, self._snapshot_bytes = tables, sizes
         self._end, self._keys = valid, before
         return None
 
@@ -750,24 +747,27 @@ class Journal:
         records, valid, damage_at = _decode_records(tail)
         if damage_at is not None:
             return self._load(locked)  # reports it, or looks again under the lock
-        for record in records:
-            self._apply(record)
+        if records:
+            # New table dicts, each copied once, never changed in place: a reader
+            # iterating the old ones is not disturbed.
+            tables = dict(self.tables)
+            for name in {n for r in records for n in r}:
+                tables[name] = dict(tables.get(name, {}))
+            self._replay(tables, records)
+            self.tables = tables
         self._end += valid
         self._keys[self.path] = _stat_key(self.path)
         return None
 
-    def _apply(self, record: dict) -> None:
-        # New table dicts, never changed in place, so a reader iterating the old
-        # one is not disturbed.
-        tables = dict(self.tables)
-        for name, change in record.items():
-            table = dict(tables.get(name, {}))
-            for key in change.get("del", ()):
-                table.pop(key, None)
-            table.update(change.get("put", {}))
-            tables[name] = table
-            self._journal_names.add(name)
-        self.tables = tables
+    def _replay(self, tables: dict[str, dict[str, Doc]], records: list[dict]) -> None:
+        """Apply journal records to ``tables``, in place (the caller owns them)."""
+        for record in records:
+            for name, change in record.items():
+                table = tables.setdefault(name, {})
+                for key in change.get("del", ()):
+                    table.pop(key, None)
+                table.update(change.get("put", {}))
+                self._journal_names.add(name)
 
     def _sync(self, locked: bool) -> None:
         keys = self._stat_all()
