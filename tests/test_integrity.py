@@ -16,6 +16,18 @@ from tests.conftest import FAST
 from tests.exchange.conftest import _node
 
 
+def run_cli(folder, *args, stdin: str | None = None) -> subprocess.CompletedProcess:
+    """``python run.py --data FOLDER ARGS...`` in a process of its own, as a person types it."""
+    return subprocess.run(
+        [sys.executable, "run.py", "--data", str(folder), *map(str, args)],
+        cwd=REPO_ROOT,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 @pytest.fixture
 def field(tmp_path):
     return _node(tmp_path, "URUBATT laptop", "UY", "field")
@@ -89,20 +101,9 @@ def test_a_form_received_by_a_command_line_import_is_usable_by_a_running_server(
     admin = centre.web("admin")
     page = f"/reviews/{review['id']}"
     assert admin.get(page).status_code == 404  # not held yet
-    done = subprocess.run(
-        [
-            sys.executable,
-            "run.py",
-            "--data",
-            str(centre.folder),
-            "import",
-            str(tmp_path / "v2.drb"),
-            "--trust-signer",
-        ],  # forms are learnt only from a trusted signer
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-    )
+    done = run_cli(
+        centre.folder, "import", tmp_path / "v2.drb", "--trust-signer"
+    )  # forms are learnt only from a trusted signer
     assert done.returncode == 0, done.stderr
     shown = admin.get(page)
     assert shown.status_code == 200
@@ -120,20 +121,7 @@ def test_a_missing_node_key_after_exporting_is_reported_not_replaced(field, tmp_
     assert page.status_code == 500
     assert "node_key.pem" in page.get_data(as_text=True)
     assert not key.exists()
-    done = subprocess.run(
-        [
-            sys.executable,
-            "run.py",
-            "--data",
-            str(field.folder),
-            "export",
-            "--out",
-            str(tmp_path / "2.drb"),
-        ],  # fmt: skip
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-    )
+    done = run_cli(field.folder, "export", "--out", tmp_path / "2.drb")
     assert done.returncode == 6 and "node_key.pem is missing" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
     assert not key.exists() and not (tmp_path / "2.drb").exists()
@@ -150,23 +138,15 @@ def test_a_missing_node_file_keeps_the_setup_page_closed(node_web, app, tmp_path
     (folder / "node.json").unlink()
     with pytest.raises(StoreDamaged):
         create_app({"DATA_DIR": str(folder), "TESTING": True, **FAST})
-    done = subprocess.run(
-        [
-            sys.executable,
-            "run.py",
-            "--data",
-            str(folder),
-            "user",
-            "add",
-            "intruder",
-            "--role",
-            "admin",
-            "--password-stdin",
-        ],  # fmt: skip
-        cwd=REPO_ROOT,
-        input="a long enough password\n",
-        capture_output=True,
-        text=True,
+    done = run_cli(
+        folder,
+        "user",
+        "add",
+        "intruder",
+        "--role",
+        "admin",
+        "--password-stdin",
+        stdin="a long enough password\n",
     )
     assert done.returncode == 6, done.stderr
     assert "node.json is missing" in done.stderr and "restore" in done.stderr
@@ -179,13 +159,7 @@ def test_a_short_or_empty_session_key_is_damage_not_a_guessable_key(node_web, ap
     (folder / "secret_key").write_bytes(content)
     with pytest.raises(StoreDamaged, match="secret_key is not a session key"):
         create_app({"DATA_DIR": str(folder), "TESTING": True, **FAST})
-    done = subprocess.run(
-        [sys.executable, "run.py", "--data", str(folder), "serve", "--port", "1"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_cli(folder, "serve", "--port", "1")
     assert done.returncode == 6 and "secret_key" in done.stderr
     assert (folder / "secret_key").read_bytes() == content
 
@@ -207,19 +181,6 @@ def test_a_damaged_signing_key_is_reported_on_the_command_line_in_one_line(field
     middle = lines[1]
     lines[1] = middle[:10] + ("B" if middle[10] != "B" else "C") + middle[11:]
     key.write_text("\n".join(lines) + "\n")
-    done = subprocess.run(
-        [
-            sys.executable,
-            "run.py",
-            "--data",
-            str(field.folder),
-            "export",
-            "--out",
-            str(tmp_path / "2.drb"),
-        ],  # fmt: skip
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-    )
+    done = run_cli(field.folder, "export", "--out", tmp_path / "2.drb")
     assert done.returncode == 6, done.stderr
     assert "node_key.pem" in done.stderr and "Traceback" not in done.stderr
