@@ -325,3 +325,33 @@ def test_data_of_the_first_layout_is_adopted(folder):
     store = Store(folder)
     assert {r for r in store._all("reviews")} == {"a", "b"}
     assert not (folder / "reviews.json.journal").exists()
+
+
+def test_a_backup_taken_while_another_thread_writes_is_one_consistent_state(folder, tmp_path):
+    import threading
+
+    store = Store(folder)
+    stop = threading.Event()
+
+    def writer():
+        i = 0
+        while not stop.is_set():
+            with store.atomic():  # a user and its audit entry always land together
+                store.add_user({"username": f"u{i}", "role": "analyst"})
+                store.add_audit({"id": f"a{i:06d}", "event": "account_created", "username": f"u{i}"})  # fmt: skip
+            i += 1
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        for round_ in range(8):
+            target = tmp_path / f"backup{round_}"
+            store.backup(target)
+            restored = Store(target)
+            users = {u["username"] for u in restored.list_users()}
+            audited = {e["username"] for e in restored.list_audit()}
+            assert users == audited, f"backup {round_}: {len(users)} users, {len(audited)} audited"
+    finally:
+        stop.set()
+        thread.join()
+    assert users  # the writer was running
