@@ -280,7 +280,7 @@ def describe(job: dict) -> str:
         return _("The report could not be made because of an error; the details are in the job's log on the server.")  # fmt: skip
     stage = job.get("stage")
     if stage == "queued":
-        return _("Waiting for another report to finish")
+        return _("Waiting for its turn (one report is made at a time)")
     if stage == "collecting" and job.get("total"):
         return _("Collecting reviews (%(done)s of %(total)s)", done=job.get("done", 0), total=job["total"])  # fmt: skip
     if stage == "layout":

@@ -96,6 +96,11 @@ def edit(review_id: str):
     store, catalogue = get_store(), get_catalogue()
     review = _readable(review_id)
     if review["status"] != operations.DRAFT:
+        if request.method == "POST":  # a stale page or another tab: say so, keep nothing
+            flash(
+                _("A submitted review cannot be changed. Use “Revise” to start a new revision."),
+                "error",
+            )
         return redirect(url_for("reviews.detail", review_id=review_id))
     if not policy.may_edit(current_user(), review):
         abort(403)

@@ -345,3 +345,17 @@ def test_edit_page_title_is_plain_text(node_web):
         == "Revisión de despliegue · Revisión de despliegue"
     )
     assert page.count('<template id="item-template-observations">') == 1
+
+
+def test_changes_posted_to_a_submitted_review_are_refused_with_a_message(node_web, store):
+    from tests.conftest import form_data, make_answers
+
+    review_id = node_web.start_review()
+    etag = node_web.etag(review_id)
+    assert node_web.save(review_id, make_answers(), action="submit", etag=etag).status_code == 302
+    data = {**form_data(make_answers(contingent="OTRA")), "_etag": etag, "action": "save"}
+    stale = node_web.post(f"/reviews/{review_id}/edit", data, page=f"/reviews/{review_id}")
+    assert stale.status_code == 302
+    page = node_web.get(stale.location).get_data(as_text=True)
+    assert "Una revisión enviada no se puede modificar" in page
+    assert store.get_review(review_id)["answers"]["contingent"] == "URUBATT 42"
