@@ -186,7 +186,7 @@ def _unknown(limits: dict, moment: dt.datetime) -> dict[str, dict]:
     return {k: held[k] for k in newest}
 
 
-def _reserve(subject: dict, token: str, stamp: str, until: str) -> dict:
+def _reserve(subject: dict, token: str, until: str) -> dict:
     """Count this attempt as a failure before its secret is checked (a success undoes
     it): parallel guesses can never be checked more than MAX_FAILURES times."""
     failures = subject.get("failed_logins", 0) + 1
@@ -257,7 +257,7 @@ def authenticate(
         if paused is None:
             locked = _locked(subject, stamp)
         if paused is None and locked is None:
-            subject = _reserve(subject, token, stamp, until)
+            subject = _reserve(subject, token, until)
             if by_pin:
                 limits["pin_attempts"] = [*attempts, {"at": stamp, "token": token}]
             if user is not None:
@@ -417,7 +417,7 @@ def change_own_password(
         if _locked(held, stamp):
             raise ValidationFailed({"current": [str(MESSAGES["locked"])]})
         until = _stamp(moment + dt.timedelta(minutes=LOCK_MINUTES))
-        store.save_user(_reserve(held, token, stamp, until))
+        store.save_user(_reserve(held, token, until))
     right = check_password_hash(held["password_hash"], current or "")
     errors = _check({"password": new, "password_again": again}, new=False, store=store)
     new_hash = _hash(new, hash_method) if right and not errors else None

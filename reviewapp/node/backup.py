@@ -31,7 +31,7 @@ from reviewapp import __version__
 from reviewapp.exchange.keys import NodeKey, load_node_key
 from reviewapp.node import operations
 from reviewapp.reviews.operations import now
-from reviewapp.storage import Store, StoreError
+from reviewapp.storage import Store, StoreError, _fsync_dir
 
 MANIFEST = "backup-manifest.json"
 FORMAT = "deployment-review-backup"
@@ -367,16 +367,6 @@ def _write_new(path: Path, data: bytes, mode: int) -> None:
         out.write(data)
         out.flush()
         os.fsync(out.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    if os.name == "nt":  # Windows cannot open a folder; its renames are durable as made
-        return
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _zip_time(stamp: str) -> tuple[int, int, int, int, int, int]:

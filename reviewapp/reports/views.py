@@ -22,7 +22,7 @@ from flask import (
 from flask_babel import gettext as _
 
 from reviewapp import REPO_ROOT, get_catalogue, policy
-from reviewapp.accounts.access import allow
+from reviewapp.accounts.access import allow, current_user
 from reviewapp.accounts.views import who
 from reviewapp.formdefs import LANGUAGES, current_language
 from reviewapp.reports import aggregate, jobs, operations
@@ -82,8 +82,6 @@ def options_from(args) -> tuple[aggregate.ReportOptions, dict[str, str]]:
 
 
 def _jobs_page(errors: dict, form, status: int = 200, busy: str | None = None):
-    from reviewapp.accounts.access import current_user
-
     data_dir = current_app.config["DATA_DIR"]
     recent = [jobs.public(job) for job in jobs.list_jobs(data_dir, current_user()["username"])]
     page = render_template("reports/index.html", choices=get_catalogue().choices, errors=errors,
@@ -102,8 +100,6 @@ def index():
 @allow(*READERS)
 def start():
     """Start making the report (or data file) in a process of its own."""
-    from reviewapp.accounts.access import current_user
-
     kind = request.form.get("output", "")
     if kind not in jobs.KINDS:
         abort(400)
@@ -127,8 +123,6 @@ def start():
 
 def _get_job(job_id: str) -> dict:
     """The job, for the person who asked for it (or an administrator); 404 for others."""
-    from reviewapp.accounts.access import current_user
-
     job = jobs.find(current_app.config["DATA_DIR"], job_id)
     if job is None or not policy.may_see_job(current_user(), job):
         abort(404)
