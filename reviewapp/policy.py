@@ -19,6 +19,7 @@ ROLES = ("contributor", "analyst", "viewer", "admin")
 EVERYONE = ROLES
 WRITERS = ("contributor", "analyst", "admin")  # may start and edit reviews
 ANALYSTS = ("analyst", "admin")  # may read every review, exchange, report
+READERS = ("viewer", "analyst", "admin")  # may make lessons reports
 ADMINS = ("admin",)
 
 

@@ -100,7 +100,8 @@ class StoreDamaged(StoreError):
         self.offset = offset
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make a rename or a new file in ``path`` durable (a no-op on Windows)."""
     if os.name == "nt":  # directories cannot be opened, nor need to be synced, there
         return
     fd = os.open(path, os.O_RDONLY)
@@ -247,7 +248,7 @@ def _write_file(path: Path, data: bytes) -> None:
         with _writing(path):
             _write_synced(tmp, data)
             os.replace(tmp, path)
-            _fsync_dir(path.parent)
+            fsync_dir(path.parent)
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -267,7 +268,7 @@ def write_new_file(path: Path, data: bytes, mode: int = 0o600) -> bool:
                 os.link(tmp, path)  # unlike a rename, never replaces an existing file
             except FileExistsError:
                 return False
-            _fsync_dir(path.parent)
+            fsync_dir(path.parent)
             return True
     finally:
         tmp.unlink(missing_ok=True)
@@ -620,7 +621,7 @@ class Journal:
             with _writing(target):
                 self._stream_snapshot(name, docs, tmp)
                 os.replace(tmp, target)
-                _fsync_dir(target.parent)
+                fsync_dir(target.parent)
         finally:
             tmp.unlink(missing_ok=True)
 
@@ -873,7 +874,7 @@ class Journal:
         finally:
             os.close(fd)
         if size == 0:
-            _fsync_dir(self.folder)
+            fsync_dir(self.folder)
         self._end += len(line)
         self._keys[self.path] = _stat_key(self.path)
         self._record_end()
@@ -944,7 +945,7 @@ class Journal:
                 with _writing(self.folder):
                     for name in names:
                         os.replace(temps[name], self._snapshot(name))
-                    _fsync_dir(self.folder)
+                    fsync_dir(self.folder)
                     self.end_path.unlink(missing_ok=True)  # it speaks of the old journal
                     _write_file(self.path, tail)
                 self._end = len(tail)
@@ -1410,6 +1411,11 @@ class Store(Accounts):
         return sorted(
             (_copy(q) for q in found), key=lambda q: (q["imported_at"], q["line"]), reverse=True
         )
+
+    def quarantine_totals(self) -> tuple[int, int]:
+        """How many records the quarantine holds, and the bytes of those kept whole."""
+        held = self._all("quarantine").values()
+        return len(held), sum(q.get("bytes", 0) for q in held if q.get("record") is not None)
 
     def list_received_forms(self) -> dict[str, Doc]:
         return {k: _copy(v) for k, v in self._all("forms").items()}

@@ -521,15 +521,12 @@ def _check_quarantine_bounds(store: Store, invalid: list) -> None:
         return
     if len(invalid) > MAX_INVALID_PER_IMPORT:
         raise BundleError("too_many_invalid", count=len(invalid), limit=MAX_INVALID_PER_IMPORT)
-    held = store.list_quarantine()
-    kept = sum(q.get("bytes", 0) for q in held if q.get("record") is not None)
+    held, kept = store.quarantine_totals()
     for _line, record, _reasons in invalid:
         size = _quarantine_size(record)[1]
         kept += size if size <= MAX_QUARANTINED_RECORD_BYTES else 0
-    if len(held) + len(invalid) > MAX_QUARANTINE_ENTRIES:
-        raise BundleError(
-            "quarantine_full", detail=f"{len(held)} of {MAX_QUARANTINE_ENTRIES} records"
-        )
+    if held + len(invalid) > MAX_QUARANTINE_ENTRIES:
+        raise BundleError("quarantine_full", detail=f"{held} of {MAX_QUARANTINE_ENTRIES} records")
     if kept > MAX_QUARANTINE_BYTES:
         raise BundleError(
             "quarantine_full", detail=f"{kept // 2**20} MB of {MAX_QUARANTINE_BYTES // 2**20} MB"

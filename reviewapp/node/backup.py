@@ -31,7 +31,7 @@ from reviewapp import __version__
 from reviewapp.exchange.keys import NodeKey, load_node_key
 from reviewapp.node import operations
 from reviewapp.reviews.operations import now
-from reviewapp.storage import Store, StoreError, _fsync_dir
+from reviewapp.storage import Store, StoreError, fsync_dir
 
 MANIFEST = "backup-manifest.json"
 FORMAT = "deployment-review-backup"
@@ -118,7 +118,7 @@ def _write_backup(
             "files": files,
         }
         _write_new(out_dir / MANIFEST, orjson.dumps(manifest, option=orjson.OPT_INDENT_2), 0o644)
-        _fsync_dir(out_dir)
+        fsync_dir(out_dir)
     except BaseException:
         with contextlib.suppress(StoreError):  # the first error is the one to report
             operations.forget_backup(store, stamp, previous, who)
@@ -204,7 +204,7 @@ def restore_backup(src_dir: str | Path, data_dir: str | Path) -> dict[str, Any]:
                 raise BackupDamaged(f"{src / name} changed while it was being restored", src / name)
         for name in sorted(expected):
             os.replace(target / f".{name}.restore", target / name)
-        _fsync_dir(target)
+        fsync_dir(target)
         _check_restored(target, manifest)
     except BaseException:
         _empty(target, remove=created)

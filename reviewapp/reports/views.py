@@ -25,10 +25,10 @@ from reviewapp import REPO_ROOT, get_catalogue, policy
 from reviewapp.accounts.access import allow, current_user
 from reviewapp.accounts.views import who
 from reviewapp.formdefs import LANGUAGES, current_language
+from reviewapp.policy import READERS
 from reviewapp.reports import aggregate, jobs, operations
 
 bp = Blueprint("reports", __name__, url_prefix="/reports", template_folder="templates")
-READERS = ("viewer", "analyst", "admin")
 DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
