@@ -218,7 +218,11 @@ def read_manifest(src: Path) -> dict[str, Any]:
     :raises BackupError: not a backup folder. :raises BackupDamaged: a broken manifest.
     """
     if not src.is_dir():
-        raise BackupError(f"{src} is not a folder; give --from the backup folder", src)
+        raise BackupError(
+            f"{src} is not a folder; give --from the backup folder (unzip a backup downloaded "
+            "from Settings into a new folder first)",
+            src,
+        )
     path = src / MANIFEST
     if not path.is_file():
         raise BackupError(
